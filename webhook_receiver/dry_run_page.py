@@ -1,0 +1,37 @@
+"""``/dry-run``: the requests the dry-run CRM recorded, newest first.
+
+Only mounted with no HubSpot token: it shows call data, and a dry run is a
+local trial, not a production deployment.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, render_template, request
+from sqlmodel import Session, select
+
+from worker.db import get_engine
+from worker.models import DryRunRequest
+from worker.settings import get_settings
+
+bp = Blueprint("dry_run", __name__)
+
+
+def recent_requests(limit: int = 100, call_id: int | None = None) -> list[DryRunRequest]:
+    with Session(get_engine()) as session:
+        stmt = select(DryRunRequest).order_by(DryRunRequest.id.desc()).limit(limit)  # type: ignore[union-attr]
+        if call_id is not None:
+            stmt = stmt.where(DryRunRequest.call_id == call_id)
+        return list(session.exec(stmt))
+
+
+@bp.get("/dry-run")
+def page():  # type: ignore[no-untyped-def]
+    if not get_settings().dry_run:
+        abort(404)
+    rows = recent_requests(limit=min(int(request.args.get("limit", 100)), 1000))
+    return render_template(
+        "dry_run.html",
+        rows=[(r, json.dumps(r.body, indent=2, ensure_ascii=False)) for r in rows],
+    )

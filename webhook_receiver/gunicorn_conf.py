@@ -1,0 +1,22 @@
+"""gunicorn settings (``gunicorn -c python:webhook_receiver.gunicorn_conf``).
+
+Heroku-style: bind ``$PORT``, log to stdout, finish requests within the
+platform's 30 s shutdown window.
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# Threads: webhook handling waits on the database; later, long-lived SSE streams.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "8"))
+# Load the app once in the master: a broken mapping file stops start-up with its message,
+# and the embedded Redis (when REDIS_URL is unset) is started once, not per worker.
+preload_app = True
+timeout = 25
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = "*"

@@ -1,0 +1,244 @@
+"""Turning one provider payload into canonical call events, as a mapping file says.
+
+Unknown values are never guessed: a payload the file cannot read raises
+``MappingError`` with a reason the platform's admin can act on (the receiver
+answers 422 with it and keeps the payload for replay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from webhook_receiver.mapping.schema import EventRule, FieldSpec, PlatformMapping
+from webhook_receiver.mapping.transforms import convert
+from worker.events import CallEvent
+
+_MISSING = object()
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+class MappingError(ValueError):
+    """The payload cannot be read by the platform's mapping; the message says why."""
+
+
+@dataclass
+class MapResult:
+    dedupe_key: str
+    events: list[CallEvent] = field(default_factory=list)
+    ignored: str | None = None  # why a known payload produces nothing
+
+
+@dataclass
+class _Context:
+    top: Any
+    root: Any
+    region: str
+    zone: str
+
+
+def get_path(data: Any, path: str) -> Any:
+    """Read ``a.b.0.c`` from nested dicts and lists; ``_MISSING`` if any step is absent."""
+    current = data
+    for part in path.split("."):
+        if isinstance(current, dict):
+            if part not in current:
+                return _MISSING
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(current) <= index < len(current):
+                return _MISSING
+            current = current[index]
+        else:
+            return _MISSING
+    return current
+
+
+def _lookup(ctx: _Context, path: str) -> Any:
+    # `$.x` reads from the whole payload even inside `root:` or `foreach:`.
+    if path.startswith("$."):
+        return get_path(ctx.top, path[2:])
+    return get_path(ctx.root, path)
+
+
+def _present(value: Any) -> bool:
+    return value is not _MISSING and value is not None and value != ""
+
+
+def _matches(conditions: dict[str, Any], ctx: _Context) -> bool:
+    for path, expected in conditions.items():
+        value = _lookup(ctx, path)
+        if isinstance(expected, dict) and set(expected) == {"present"}:
+            if _present(value) != bool(expected["present"]):
+                return False
+        elif isinstance(expected, list):
+            if not _present(value) or str(value) not in {str(e) for e in expected}:
+                return False
+        elif not _present(value) or str(value) != str(expected):
+            return False
+    return True
+
+
+def _render(template: str, ctx: _Context) -> str | None:
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        value = _lookup(ctx, match.group(1).strip())
+        if not _present(value):
+            missing.append(match.group(1))
+            return ""
+        return str(value)
+
+    text = _PLACEHOLDER.sub(sub, template)
+    return None if missing else text
+
+
+def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
+    """One field's (canonical value, raw value); (None, None) when absent and no default."""
+    raw: Any = _MISSING
+    if spec.value is not None:
+        raw = spec.value
+    elif spec.template is not None:
+        rendered = _render(spec.template, ctx)
+        raw = _MISSING if rendered is None else rendered
+    else:
+        for path in spec.paths:
+            candidate = _lookup(ctx, path)
+            if _present(candidate):
+                raw = candidate
+                break
+    if raw is not _MISSING and spec.regex is not None:
+        match = re.search(spec.regex, str(raw))
+        raw = (match.group(1) if match.groups() else match.group(0)) if match else _MISSING
+    if not _present(raw):
+        return spec.default, None
+    value: Any = raw
+    if spec.map is not None:
+        key = str(raw)
+        lowered = {str(k).casefold(): v for k, v in spec.map.items()}
+        if key in spec.map:
+            value = spec.map[key]
+        elif key.casefold() in lowered:
+            value = lowered[key.casefold()]
+        elif spec.default is not None:
+            return spec.default, raw
+        else:
+            known = ", ".join(sorted(str(k) for k in spec.map))
+            source = "/".join(spec.paths) or "value"
+            raise MappingError(f"{name}: {source} {raw!r} is not one of: {known}")
+    if spec.type is not None and value is not None:
+        try:
+            value = convert(
+                spec.type, value, region=spec.region or ctx.region, zone=ctx.zone, fmt=spec.format
+            )
+        except ValueError as exc:
+            raise MappingError(f"{name}: {exc}") from None
+    return value, raw
+
+
+def _variables(rule: EventRule, ctx: _Context) -> dict[str, Any]:
+    spec = rule.fields.variables
+    if spec is None:
+        return {}
+    found: dict[str, Any] = {}
+    if spec.path:
+        block = _lookup(ctx, spec.path)
+        if isinstance(block, dict):
+            found.update(block)
+    if spec.rest and isinstance(ctx.root, dict):
+        used = {spec.path.split(".")[0]} if spec.path else set()
+        for name in type(rule.fields).model_fields:
+            field_spec = getattr(rule.fields, name)
+            if isinstance(field_spec, FieldSpec):
+                used.update(p.split(".")[0] for p in field_spec.paths)
+                if field_spec.template:
+                    used.update(m.split(".")[0] for m in _PLACEHOLDER.findall(field_spec.template))
+        used.update(rule.when)
+        for key, value in ctx.root.items():
+            if key not in used and key not in spec.exclude:
+                found[key] = value
+    return found
+
+
+def _build(mapping: PlatformMapping, rule: EventRule, ctx: _Context) -> CallEvent | None:
+    values: dict[str, Any] = {"platform": mapping.platform}
+    for name in type(rule.fields).model_fields:
+        spec = getattr(rule.fields, name)
+        if not isinstance(spec, FieldSpec):
+            continue
+        value, raw = resolve(name, spec, ctx)
+        if name == "external_number" and raw is not None:
+            values["external_number_raw"] = str(raw)
+        if name == "linked_call_ids" and value is not None:
+            value = [str(v) for v in value] if isinstance(value, list) else str(value).split(",")
+            value = [v.strip() for v in value if v.strip()]
+        if value is not None:
+            values[name] = value
+    for required in ("call_id", "stage"):
+        if required not in values:
+            spec = getattr(rule.fields, required)
+            raise MappingError(f"{required}: {'/'.join(spec.paths) or 'value'} is missing")
+    if values["stage"] == "ignore":
+        return None
+    values["call_id"] = str(values["call_id"])
+    values["variables"] = _variables(rule, ctx)
+    try:
+        return CallEvent.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise MappingError(f"{where}: {err['msg']}") from None
+
+
+def payload_digest(payload: Any) -> str:
+    """A stable id for a payload that carries none: identical redeliveries collide."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def map_payload(mapping: PlatformMapping, payload: Any, *, default_region: str) -> MapResult:
+    """Apply `mapping` to a parsed payload."""
+    region = mapping.default_region or default_region
+    top = _Context(top=payload, root=payload, region=region, zone=mapping.timezone)
+    key = payload_digest(payload)
+    if mapping.dedupe_key is not None:
+        custom, _ = resolve("dedupe_key", mapping.dedupe_key, top)
+        if custom is not None:
+            key = str(custom)[:200]
+    if not isinstance(payload, dict):
+        raise MappingError("payload is not an object")
+    for index, conditions in enumerate(mapping.ignore):
+        if _matches(conditions, top):
+            return MapResult(dedupe_key=key, ignored=f"ignore rule {index} matched")
+    for index, rule in enumerate(mapping.events):
+        if not _matches(rule.when, top):
+            continue
+        label = rule.name or f"events[{index}]"
+        root = payload if rule.root is None else _lookup(top, rule.root)
+        if not isinstance(root, dict):
+            raise MappingError(f"{label}: root {rule.root!r} is not an object")
+        if rule.foreach is None:
+            items = [root]
+        else:
+            items = _lookup(_Context(payload, root, region, mapping.timezone), rule.foreach)
+            if not isinstance(items, list) or not items:
+                raise MappingError(f"{label}: foreach {rule.foreach!r} is not a non-empty list")
+        events = []
+        for item in items:
+            try:
+                built = _build(mapping, rule, _Context(payload, item, region, mapping.timezone))
+            except MappingError as exc:
+                raise MappingError(f"{label}: {exc}") from None
+            if built is not None:
+                events.append(built)
+        if not events:
+            return MapResult(dedupe_key=key, ignored=f"{label}: stage is ignored")
+        return MapResult(dedupe_key=key, events=events)
+    names = ", ".join(r.name or f"events[{i}]" for i, r in enumerate(mapping.events))
+    raise MappingError(f"no event rule matches this payload (rules: {names})")

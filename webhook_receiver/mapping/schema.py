@@ -1,0 +1,194 @@
+"""The format of a platform mapping file (``mappings/<platform>.yaml``).
+
+A platform is added by writing one of these, not Python. Every key is checked
+when the file is loaded: a typo is an error naming the key, never a field that
+silently stays empty.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from worker.events import Stage
+
+TRANSFORMS = (
+    "str",
+    "int",
+    "bool",
+    "phone",
+    "epoch_s",
+    "epoch_ms",
+    "iso8601",
+    "datetime",
+    "seconds",
+    "milliseconds",
+    "minutes",
+    "hms",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(Strict):
+    """Where one canonical field comes from, and how its value is converted."""
+
+    path: str | list[str] | None = None
+    value: Any = None
+    template: str | None = None
+    type: Literal[TRANSFORMS] | None = None  # type: ignore[valid-type]
+    regex: str | None = None
+    map: dict[str, Any] | None = None
+    default: Any = None
+    region: str | None = None
+    format: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `call_id: callUuid` is short for `call_id: {path: callUuid}`.
+        if isinstance(data, str):
+            return {"path": data}
+        if isinstance(data, list):
+            return {"path": data}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldSpec:
+        sources = [s for s in (self.path, self.template) if s is not None]
+        if self.value is not None:
+            sources.append(self.value)
+        if len(sources) > 1:
+            raise ValueError("give only one of path, value, template")
+        if not sources and self.default is None:
+            raise ValueError("needs a path, value, template or default")
+        return self
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @property
+    def paths(self) -> list[str]:
+        if self.path is None:
+            return []
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+class VariablesSpec(Strict):
+    """The platform's custom variables: a dict at `path`, and/or every unmapped top-level key."""
+
+    path: str | None = None
+    rest: bool = False
+    exclude: list[str] = Field(default_factory=list)
+
+
+class Fields(Strict):
+    """Canonical field → where it comes from. `call_id` and `stage` are required."""
+
+    call_id: FieldSpec
+    stage: FieldSpec
+    linked_call_ids: FieldSpec | None = None
+    direction: FieldSpec | None = None
+    external_number: FieldSpec | None = None
+    company_number: FieldSpec | None = None
+    agent: FieldSpec | None = None
+    occurred_at: FieldSpec | None = None
+    started_at: FieldSpec | None = None
+    answered_at: FieldSpec | None = None
+    ended_at: FieldSpec | None = None
+    duration_s: FieldSpec | None = None
+    talk_s: FieldSpec | None = None
+    outcome: FieldSpec | None = None
+    recording_url: FieldSpec | None = None
+    hangup_cause: FieldSpec | None = None
+    variables: VariablesSpec | None = None
+
+    @field_validator("stage")
+    @classmethod
+    def _stages_known(cls, spec: FieldSpec) -> FieldSpec:
+        allowed = {s.value for s in Stage} | {"ignore"}
+        targets = list((spec.map or {}).values())
+        if spec.value is not None:
+            targets.append(spec.value)
+        if spec.default is not None:
+            targets.append(spec.default)
+        for target in targets:
+            if target not in allowed:
+                raise ValueError(f"{target!r} is not a stage; use one of {sorted(allowed)}")
+        return spec
+
+
+Condition = Any  # scalar (equals), list (one of), or {present: bool}
+
+
+class EventRule(Strict):
+    """Payloads matching `when` become canonical events built from `fields`."""
+
+    name: str | None = None
+    when: dict[str, Condition] = Field(default_factory=dict)
+    root: str | None = None
+    foreach: str | None = None
+    fields: Fields
+
+
+class Auth(Strict):
+    """How the platform proves a delivery is genuine; secrets are named by env var."""
+
+    location: Literal["header", "query", "none"]
+    header: str | None = None
+    scheme: str | None = None
+    param: str | None = None
+    secret_env: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        if self.location == "header" and not self.header:
+            raise ValueError("location header needs `header` (e.g. Authorization)")
+        if self.location == "query" and not self.param:
+            raise ValueError("location query needs `param` (e.g. token)")
+        if self.location != "none" and not self.secret_env:
+            raise ValueError("needs `secret_env`: the environment variable holding the secret")
+        return self
+
+    @property
+    def secret_envs(self) -> list[str]:
+        if self.secret_env is None:
+            return []
+        return [self.secret_env] if isinstance(self.secret_env, str) else list(self.secret_env)
+
+
+class PlatformMapping(Strict):
+    """One telephony platform: its auth, the bodies it sends, and how to read them."""
+
+    kind: Literal["platform"]
+    platform: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    name: str | None = None
+    source: str | None = None
+    auth: Auth
+    accept: list[Literal["json", "form", "query"]] = Field(default_factory=lambda: ["json"])
+    timezone: str = "UTC"
+    default_region: str | None = None
+    dedupe_key: FieldSpec | None = None
+    ignore: list[dict[str, Condition]] = Field(default_factory=list)
+    events: list[EventRule] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        return value

@@ -1,0 +1,156 @@
+"""Writing one ended call to the CRM, exactly once, whatever the retries and races.
+
+The guarantees come from the database, not from the task queue:
+- a lease on the call row lets one worker at a time talk to the CRM about it
+  (a killed worker's lease simply expires);
+- the CRM id is stored on the call, so every later sync updates in place;
+- the state hash records what was sent, so a duplicate costs no request at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from worker.crm.base import CallSnapshot, CrmAdapter, PermanentCrmError, TransientCrmError
+from worker.db import session_scope
+from worker.fold import state_hash
+from worker.models import Call, CrmStatus, CrmSyncAttempt, utcnow
+
+LEASE = timedelta(minutes=2)
+
+
+@dataclass
+class SyncOutcome:
+    state: str  # synced | unchanged | not_ended | busy | retry | failed
+    retry_in: float | None = None
+    error: str | None = None
+    crm_id: str | None = None
+
+
+def _claim(call_id: int, owner: str) -> tuple[SyncOutcome | None, CallSnapshot | None, str]:
+    with session_scope() as session:
+        call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
+        if call is None or not call.ended:
+            return SyncOutcome("not_ended"), None, ""
+        digest = state_hash(call)
+        if call.crm_synced_hash == digest and call.crm_status in (
+            CrmStatus.SYNCED,
+            CrmStatus.DRY_RUN,
+        ):
+            return SyncOutcome("unchanged", crm_id=call.crm_id), None, digest
+        now = utcnow()
+        if call.crm_lease_until and call.crm_lease_until > now and call.crm_lease_owner != owner:
+            wait = (call.crm_lease_until - now).total_seconds()
+            return SyncOutcome("busy", retry_in=wait + 1), None, digest
+        call.crm_lease_until = now + LEASE
+        call.crm_lease_owner = owner
+        session.add(call)
+        return None, CallSnapshot.of(call), digest
+
+
+def _finish(
+    call_id: int,
+    owner: str,
+    *,
+    digest: str,
+    status: str | None,
+    action: str,
+    crm_id: str | None = None,
+    contact_id: str | None = None,
+    owner_id: str | None = None,
+    error: str | None = None,
+    http_status: int | None = None,
+) -> bool:
+    """Store the result and release the lease; True when newer data arrived meanwhile."""
+    with session_scope() as session:
+        call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
+        assert call is not None
+        session.add(
+            CrmSyncAttempt(
+                call_id=call_id,
+                action=action,
+                ok=error is None,
+                http_status=http_status,
+                error=error,
+                crm_id=crm_id or call.crm_id,
+            )
+        )
+        if crm_id:
+            call.crm_id = crm_id
+            call.crm_contact_id = contact_id
+            call.crm_owner_id = owner_id
+            call.crm_synced_hash = digest
+            call.crm_error = None
+        if error is not None:
+            call.crm_error = error
+        if status is not None:
+            call.crm_status = status
+        if call.crm_lease_owner == owner:
+            call.crm_lease_until = None
+            call.crm_lease_owner = None
+        newer = crm_id is not None and state_hash(call) != digest
+        if newer:
+            call.crm_status = CrmStatus.PENDING
+        session.add(call)
+        return newer
+
+
+def sync_call(call_id: int, crm_for: Callable[[int], CrmAdapter], *, dry_run: bool) -> SyncOutcome:
+    """Create or update the CRM record of one ended call."""
+    owner = uuid.uuid4().hex
+    early, snapshot, digest = _claim(call_id, owner)
+    if early is not None:
+        return early
+    assert snapshot is not None
+    action = "update" if snapshot.crm_id else "create"
+    try:
+        result = crm_for(call_id).log_call(snapshot)
+    except TransientCrmError as exc:
+        _finish(
+            call_id,
+            owner,
+            digest=digest,
+            status=None,
+            action=action,
+            error=str(exc),
+            http_status=exc.status,
+        )
+        return SyncOutcome("retry", retry_in=exc.retry_after, error=str(exc))
+    except PermanentCrmError as exc:
+        _finish(
+            call_id,
+            owner,
+            digest=digest,
+            status=CrmStatus.FAILED,
+            action=action,
+            error=str(exc),
+            http_status=exc.status,
+        )
+        return SyncOutcome("failed", error=str(exc))
+    done = CrmStatus.DRY_RUN if dry_run else CrmStatus.SYNCED
+    newer = _finish(
+        call_id,
+        owner,
+        digest=digest,
+        status=done,
+        action=result.action,
+        crm_id=result.crm_id,
+        contact_id=result.contact_id,
+        owner_id=result.owner_id,
+    )
+    if newer:
+        return SyncOutcome("retry", retry_in=0, crm_id=result.crm_id)
+    return SyncOutcome("synced", crm_id=result.crm_id)
+
+
+def give_up(call_id: int, reason: str) -> None:
+    """Retries exhausted: the call is marked failed, visible and replayable."""
+    with session_scope() as session:
+        call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
+        if call is not None and call.crm_status != CrmStatus.SYNCED:
+            call.crm_status = CrmStatus.FAILED
+            call.crm_error = reason
+            session.add(call)

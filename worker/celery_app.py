@@ -1,0 +1,52 @@
+"""The Celery application, configured for at-least-once delivery.
+
+Tasks are acknowledged after they finish (``acks_late``) and a worker takes one
+at a time, so a killed worker's task goes back to the queue; the tasks are
+idempotent, so running one twice is harmless.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.redis_conn import celery_broker_url, redis_url
+from worker.settings import get_settings
+
+app = Celery("callhook", include=["worker.tasks"])
+
+# Kept well under the visibility timeout: a countdown longer than it would make
+# Redis redeliver the task to a second worker while the first still holds it.
+MAX_RETRY_DELAY_S = 600
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def configure() -> Celery:
+    """Point the app at the broker; called by each process before it sends or runs tasks."""
+    settings = get_settings()
+    timeout = settings.broker_publish_timeout_s
+    app.conf.update(
+        broker_url=celery_broker_url(redis_url()),
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue="callhook",
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=timeout,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        },
+        # The receiver must answer fast even when Redis is down: fail the publish
+        # at once and leave the event to the outbox sweep.
+        task_publish_retry=False,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep-outbox": {
+                "task": "callhook.sweep_outbox",
+                "schedule": settings.outbox_sweep_interval_s,
+            },
+        },
+    )
+    return app

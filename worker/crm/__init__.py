@@ -1,0 +1,1 @@
+"""CRM adapters behind one interface (``worker.crm.base.CrmAdapter``)."""

@@ -1,0 +1,95 @@
+"""The small interface every CRM adapter implements, and the errors it raises.
+
+The worker only knows this module: a second CRM is one adapter module and one
+YAML file. Errors are split by what the worker must do next: retry later
+(`TransientCrmError`, with the CRM's Retry-After when it gave one) or record and
+stop (`PermanentCrmError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from worker.models import Call
+
+
+class CrmError(Exception):
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class TransientCrmError(CrmError):
+    """Timeouts, 429, 5xx: the same request may succeed later."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentCrmError(CrmError):
+    """Validation errors, bad credentials, daily limit: retrying the same request is useless."""
+
+
+@dataclass(frozen=True)
+class CallSnapshot:
+    """A call's state copied out of the database, so CRM I/O holds no transaction."""
+
+    id: int
+    platform: str
+    platform_call_id: str
+    stage: str
+    direction: str | None
+    external_number: str | None
+    external_number_raw: str | None
+    company_number: str | None
+    agent: str | None
+    started_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: int | None
+    talk_s: int | None
+    outcome: str | None
+    recording_url: str | None
+    hangup_cause: str | None
+    variables: dict[str, Any]
+    crm_id: str | None
+
+    @classmethod
+    def of(cls, call: Call) -> CallSnapshot:
+        assert call.id is not None
+        return cls(**{name: getattr(call, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class Contact:
+    id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        first = self.properties.get("firstname") or ""
+        last = self.properties.get("lastname") or ""
+        return f"{first} {last}".strip()
+
+
+@dataclass
+class LogResult:
+    crm_id: str
+    action: str  # "create" | "update"
+    contact_id: str | None
+    owner_id: str | None
+
+
+class CrmAdapter(Protocol):
+    """What the worker needs from a CRM."""
+
+    def find_contact_by_number(self, e164: str) -> Contact | None: ...
+
+    def log_call(self, call: CallSnapshot) -> LogResult:
+        """Create the call record, or update it in place when ``call.crm_id`` is set."""
+        ...

@@ -1,0 +1,54 @@
+"""The dry-run CRM: what HubSpot would have received, kept instead of sent.
+
+Used whenever ``HUBSPOT_ACCESS_TOKEN`` is unset, so a new user sees the exact
+requests before giving callhook a token (``callhook dry-run``, or ``/dry-run``).
+A dry run finds no contacts and no owners: it has nobody to ask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.db import session_scope
+from worker.models import DryRunRequest
+
+
+class RecordingTransport:
+    """Keeps each request in memory (``callhook mappings try`` prints them)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def _record(self, method: str, path: str, body: Any) -> int:
+        self.requests.append({"method": method, "path": path, "body": body})
+        return len(self.requests)
+
+    def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        self._record("POST", "/crm/v3/objects/contacts/search", body)
+        return []
+
+    def create_call(self, body: dict[str, Any]) -> str:
+        return f"dry-run-{self._record('POST', '/crm/v3/objects/calls', body)}"
+
+    def update_call(self, crm_id: str, body: dict[str, Any]) -> None:
+        self._record("PATCH", f"/crm/v3/objects/calls/{crm_id}", body)
+
+    def owner_id_for_email(self, email: str) -> str | None:
+        self._record("GET", f"/crm/v3/owners?email={email}&limit=1", None)
+        return None
+
+
+class DryRunTransport(RecordingTransport):
+    """Stores each request in the database with the call it belongs to."""
+
+    def __init__(self, call_id: int | None = None):
+        super().__init__()
+        self.call_id = call_id
+
+    def _record(self, method: str, path: str, body: Any) -> int:
+        with session_scope() as session:
+            row = DryRunRequest(call_id=self.call_id, method=method, path=path, body=body)
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return row.id

@@ -1,0 +1,273 @@
+"""HubSpot: find the caller's contact, log the call, update it in place.
+
+Requests are built once, as plain JSON bodies, and handed to a transport: the
+real one sends them with ``hubspot-api-client``; the dry-run one stores them.
+That is how the dry run shows *exactly* what would have been sent.
+
+Retries live in the Celery task, never here: the client library is built with
+``Retry(0)`` so a failure surfaces at once as a ``TransientCrmError``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any, Protocol
+
+import phonenumbers
+from hubspot import HubSpot
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util.retry import Retry
+
+from worker.agents import AgentDirectory
+from worker.crm.base import (
+    CallSnapshot,
+    Contact,
+    CrmError,
+    LogResult,
+    PermanentCrmError,
+    TransientCrmError,
+)
+from worker.crm.hubspot_config import TEMPLATES, HubSpotMapping
+from worker.events import Direction
+
+ASSOC_CALL_TO_CONTACT = 194
+OWNER_CACHE_S = 600.0
+
+
+class Transport(Protocol):
+    def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def create_call(self, body: dict[str, Any]) -> str: ...
+    def update_call(self, crm_id: str, body: dict[str, Any]) -> None: ...
+    def owner_id_for_email(self, email: str) -> str | None: ...
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("Retry-After") if headers else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def translate_error(exc: Exception) -> CrmError:
+    """Sort a client-library exception into transient (retry) or permanent (record)."""
+    if isinstance(exc, Urllib3Error | OSError):
+        return TransientCrmError(f"HubSpot unreachable: {type(exc).__name__}: {exc}")
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int):
+        return PermanentCrmError(f"unexpected error: {type(exc).__name__}: {exc}")
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except ValueError:
+        body = {}
+    message = body.get("message") or getattr(exc, "reason", "") or ""
+    category = body.get("category") or body.get("errorType") or ""
+    text = f"HubSpot {status} {category}: {message}".strip()
+    if status == 429:
+        if str(body.get("policyName", "")).upper() == "DAILY":
+            return PermanentCrmError(
+                text + " (daily limit: retried tomorrow by replay)", status=429
+            )
+        return TransientCrmError(text, status=429, retry_after=_retry_after(exc.headers))  # type: ignore[attr-defined]
+    if status >= 500 or status == 408:
+        return TransientCrmError(text, status=status, retry_after=_retry_after(exc.headers))  # type: ignore[attr-defined]
+    return PermanentCrmError(text, status=status)
+
+
+class ClientTransport:
+    """Sends the bodies with the official client, pointed at ``HUBSPOT_BASE_URL``."""
+
+    def __init__(self, token: str, base_url: str, timeout_s: float):
+        self.client = HubSpot(access_token=token, host=base_url, retry=Retry(0, redirect=False))
+        self.timeout = (min(5.0, timeout_s), timeout_s)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+        except Exception as exc:
+            raise translate_error(exc) from exc
+
+    def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        page = self._call(self.client.crm.contacts.search_api.do_search, body)
+        return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
+
+    def create_call(self, body: dict[str, Any]) -> str:
+        return str(self._call(self.client.crm.objects.calls.basic_api.create, body).id)
+
+    def update_call(self, crm_id: str, body: dict[str, Any]) -> None:
+        self._call(self.client.crm.objects.calls.basic_api.update, crm_id, body)
+
+    def owner_id_for_email(self, email: str) -> str | None:
+        page = self._call(self.client.crm.owners.owners_api.get_page, email=email, limit=1)
+        return str(page.results[0].id) if page.results else None
+
+
+def national_number(e164: str) -> str:
+    """The form HubSpot's calculated searchable phone properties hold: no country code."""
+    return str(phonenumbers.parse(e164).national_number)
+
+
+def contact_numbers(contact: Contact, region: str) -> set[str]:
+    """The E.164 forms of a contact's numbers; unparseable ones are left out."""
+    found = set()
+    for prop in ("phone", "mobilephone"):
+        raw = contact.properties.get(prop)
+        if not raw:
+            continue
+        try:
+            number = phonenumbers.parse(str(raw), region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+class HubSpotCrm:
+    """The HubSpot adapter: lookups and call logging, through a transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        mapping: HubSpotMapping,
+        agents: AgentDirectory,
+        default_region: str,
+    ):
+        self.transport = transport
+        self.mapping = mapping
+        self.agents = agents
+        self.region = default_region
+        self._owners: dict[str, tuple[float, str | None]] = {}
+
+    # -- lookups -------------------------------------------------------------
+    def contact_search_body(self, e164: str) -> dict[str, Any]:
+        lookup = self.mapping.contact_lookup
+        national = national_number(e164)
+        groups = [
+            {"filters": [{"propertyName": p, "operator": "EQ", "value": national}]}
+            for p in lookup.national_properties
+        ] + [
+            {"filters": [{"propertyName": p, "operator": "EQ", "value": e164}]}
+            for p in lookup.e164_properties
+        ]
+        return {
+            "filterGroups": groups[:5],
+            "properties": lookup.properties,
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}],
+            "limit": 20,
+        }
+
+    def find_contact_by_number(self, e164: str) -> Contact | None:
+        """The most recently modified contact whose number is this one, country checked.
+
+        The calculated properties match on the national number alone, so +33 6…
+        and +44 6… could both match: a contact whose stored number parses to
+        another country is rejected; one whose number cannot be parsed is kept
+        only when no exact match exists.
+        """
+        results = self.transport.search_contacts(self.contact_search_body(e164))
+        exact, unsure = None, None
+        for row in results:
+            contact = Contact(id=str(row["id"]), properties=row.get("properties") or {})
+            numbers = contact_numbers(contact, self.region)
+            if e164 in numbers:
+                exact = exact or contact
+            elif not numbers:
+                unsure = unsure or contact
+        return exact or unsure
+
+    def owner_for_agent(self, platform: str, agent_ident: str | None) -> str | None:
+        agent = self.agents.find(platform, agent_ident)
+        if agent is None:
+            return None
+        if agent.hubspot_owner_id:
+            return agent.hubspot_owner_id
+        cached = self._owners.get(agent.email)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        owner_id = self.transport.owner_id_for_email(agent.email)
+        self._owners[agent.email] = (time.monotonic() + OWNER_CACHE_S, owner_id)
+        return owner_id
+
+    # -- the call record -----------------------------------------------------
+    def call_properties(
+        self, call: CallSnapshot, contact: Contact | None, owner_id: str | None
+    ) -> dict[str, Any]:
+        spec = self.mapping.call
+        inbound = call.direction == Direction.INBOUND
+        external = call.external_number or call.external_number_raw or ""
+        ours = call.company_number or call.agent or ""
+        duration = call.talk_s if call.talk_s is not None else call.duration_s
+        when = call.started_at or call.answered_at
+        if when is None and call.ended_at is not None:
+            when = call.ended_at - timedelta(seconds=call.duration_s or 0)
+        context = {
+            "call": call,
+            "direction": call.direction or "unknown",
+            "number": call.external_number,
+            "number_display": _display(call.external_number) or external or "unknown number",
+            "contact_name": contact.name if contact else None,
+            "agent": call.agent,
+            "outcome": call.outcome,
+            "duration_s": duration,
+            "variables": call.variables or {},
+            "platform": call.platform,
+        }
+        props: dict[str, Any] = {
+            "hs_timestamp": _ms(when) if when else None,
+            "hs_call_title": TEMPLATES.from_string(spec.title).render(context).strip(),
+            "hs_call_body": TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_call_direction": "INBOUND" if inbound else "OUTBOUND",
+            "hs_call_duration": str(duration * 1000) if duration is not None else None,
+            "hs_call_from_number": external if inbound else ours,
+            "hs_call_to_number": ours if inbound else external,
+            "hs_call_status": spec.status.get(call.outcome) if call.outcome else None,  # type: ignore[call-overload]
+            "hs_call_disposition": spec.disposition.get(call.outcome) if call.outcome else None,  # type: ignore[call-overload]
+            "hs_call_recording_url": call.recording_url
+            if (call.recording_url or "").startswith("https://")
+            else None,
+            "hubspot_owner_id": owner_id,
+        }
+        for name, template in spec.properties.items():
+            props[name] = TEMPLATES.from_string(template).render(context).strip()
+        return {k: v for k, v in props.items() if v not in (None, "")}
+
+    def log_call(self, call: CallSnapshot) -> LogResult:
+        contact = (
+            self.find_contact_by_number(call.external_number) if call.external_number else None
+        )
+        owner_id = self.owner_for_agent(call.platform, call.agent)
+        if owner_id is None and contact is not None:
+            owner_id = contact.properties.get("hubspot_owner_id") or None
+        properties = self.call_properties(call, contact, owner_id)
+        if call.crm_id:
+            self.transport.update_call(call.crm_id, {"properties": properties})
+            return LogResult(call.crm_id, "update", contact and contact.id, owner_id)
+        body: dict[str, Any] = {"properties": properties, "associations": []}
+        if contact is not None:
+            body["associations"].append(
+                {
+                    "to": {"id": contact.id},
+                    "types": [
+                        {
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": ASSOC_CALL_TO_CONTACT,
+                        }
+                    ],
+                }
+            )
+        crm_id = self.transport.create_call(body)
+        return LogResult(crm_id, "create", contact and contact.id, owner_id)
+
+
+def _ms(value: Any) -> str:
+    return str(int(value.timestamp() * 1000))
+
+
+def _display(e164: str | None) -> str | None:
+    if not e164:
+        return None
+    number = phonenumbers.parse(e164)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

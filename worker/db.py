@@ -1,0 +1,80 @@
+"""One engine per process, created lazily and never carried across a fork.
+
+Celery's prefork pool and gunicorn both fork after import; a pooled connection
+inherited by a child would be shared by two processes, so the engine is built on
+first use and forgotten in a forked child.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from worker.settings import get_settings
+
+_engine: Engine | None = None
+
+
+def _forget_engine() -> None:
+    global _engine
+    _engine = None
+
+
+os.register_at_fork(after_in_child=_forget_engine)
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine with the settings each backend needs under concurrent writers."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # Take over transaction control from pysqlite so BEGIN IMMEDIATE below is ours.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            # Writers queue up at BEGIN instead of failing with "database is locked" on
+            # upgrade from a read lock: SQLite's way of giving us SELECT ... FOR UPDATE.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine() -> Engine:
+    global _engine
+    if _engine is None:
+        _engine = make_engine(get_settings().sqlalchemy_url)
+    return _engine
+
+
+def reset_engine() -> None:
+    """Dispose of this process's engine (tests, and after settings change)."""
+    global _engine
+    if _engine is not None:
+        _engine.dispose()
+    _engine = None
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One session per unit of work: commit on success, roll back on error."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

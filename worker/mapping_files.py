@@ -1,0 +1,80 @@
+"""Reading every file of ``MAPPINGS_DIR``, each by its ``kind``, reporting all problems at once.
+
+The worker needs the CRM and agent files; the receiver also needs the platform
+files. Both call ``load_mapping_files`` so start-up and ``callhook mappings check``
+judge the directory the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.agents import AgentDirectory
+from worker.crm.hubspot_config import HubSpotMapping
+from worker.settings import get_settings
+from worker.yaml_files import MappingFileError, read_yaml, validate
+
+KINDS = ("platform", "crm", "agents")
+
+
+@dataclass
+class MappingFiles:
+    """The validated contents of the mappings directory."""
+
+    platforms: dict[str, Any] = field(default_factory=dict)  # name → PlatformMapping
+    hubspot: HubSpotMapping | None = None
+    agents: AgentDirectory = field(default_factory=lambda: AgentDirectory(kind="agents"))
+    files: list[Path] = field(default_factory=list)
+
+
+def load_mapping_files(directory: Path, platform_model: Any = None) -> MappingFiles:
+    """Load and validate every ``*.yaml`` file; raise one error listing every problem.
+
+    ``platform_model`` is the receiver's platform schema; the worker, which never
+    reads provider payloads, passes None and platform files are only checked for a kind.
+    """
+    problems: list[str] = []
+    result = MappingFiles()
+    if not directory.is_dir():
+        raise MappingFileError([f"{directory}: MAPPINGS_DIR is not a directory"])
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        result.files.append(path)
+        try:
+            data = read_yaml(path)
+            kind = data.get("kind")
+            if kind not in KINDS:
+                raise MappingFileError([f"{path}: kind: must be one of {', '.join(KINDS)}"])
+            if kind == "platform":
+                if platform_model is None:
+                    continue
+                mapping = validate(platform_model, data, path)
+                if mapping.platform != path.stem:
+                    raise MappingFileError(
+                        [
+                            f"{path}: platform: {mapping.platform!r} must match the file name "
+                            f"{path.stem!r} (it is served at /webhooks/{path.stem})"
+                        ]
+                    )
+                result.platforms[mapping.platform] = mapping
+            elif kind == "crm":
+                if result.hubspot is not None:
+                    raise MappingFileError([f"{path}: kind: a second CRM file; keep one"])
+                result.hubspot = validate(HubSpotMapping, data, path)
+            else:
+                result.agents = validate(AgentDirectory, data, path)
+        except MappingFileError as exc:
+            problems.extend(exc.problems)
+    if result.hubspot is None and not problems:
+        problems.append(f"{directory}: no CRM file (kind: crm) found; callhook ships hubspot.yaml")
+    if problems:
+        raise MappingFileError(problems)
+    return result
+
+
+@functools.cache
+def worker_mapping_files() -> MappingFiles:
+    """The CRM and agent files, for the worker process (cached; tests clear it)."""
+    return load_mapping_files(get_settings().mappings_dir)

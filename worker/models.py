@@ -1,0 +1,162 @@
+"""The tables: what was received, what each call became, what was sent to the CRM.
+
+Deduplication is done by unique constraints, never by memory: a webhook delivered
+twice hits ``uq_webhook_events_platform`` and a call seen through many events is
+one row under ``uq_calls_platform``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+# Stable constraint names, so Alembic migrations are the same on SQLite and Postgres.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in and out, even on SQLite which stores no zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: callhook stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True, **kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, **kw))
+
+
+class EventStatus:
+    """Lifecycle of a stored webhook (plain strings keep the column portable)."""
+
+    PENDING = "pending"  # mapped, waiting for the worker
+    PROCESSED = "processed"  # folded into its call(s)
+    IGNORED = "ignored"  # a known event type the mapping says to ignore
+    UNMAPPED = "unmapped"  # the mapping could not read it: kept for inspection and replay
+    FAILED = "failed"  # the worker could not fold it: kept, replayable
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One received delivery, stored before it is acknowledged."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.UniqueConstraint("platform", "dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=64, index=True)
+    dedupe_key: str = Field(max_length=200)
+    received_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    method: str = Field(max_length=8)
+    content_type: str = Field(default="", max_length=200)
+    body: str = Field(sa_column=Column(sa.Text(), nullable=False))
+    # The query string with authentication parameters removed.
+    query: str = Field(default="", sa_column=Column(sa.Text(), nullable=False))
+    status: str = Field(default=EventStatus.PENDING, max_length=16, index=True)
+    error: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    canonical: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    enqueued_at: datetime | None = _ts()
+    processed_at: datetime | None = _ts()
+
+
+class CrmStatus:
+    WAITING = "waiting"  # the call has not ended yet
+    PENDING = "pending"  # ended, a sync is due
+    SYNCED = "synced"
+    DRY_RUN = "dry_run"  # recorded what would have been sent
+    FAILED = "failed"  # permanent error or retries exhausted: see crm_error, replayable
+
+
+class Call(SQLModel, table=True):
+    """The state of one platform call, folded from all its events in any order."""
+
+    __tablename__ = "calls"
+    __table_args__ = (sa.UniqueConstraint("platform", "platform_call_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=64)
+    platform_call_id: str = Field(max_length=200)
+    stage: str = Field(default="ringing", max_length=16)
+    direction: str | None = Field(default=None, max_length=16)
+    external_number: str | None = Field(default=None, max_length=32)
+    external_number_raw: str | None = Field(default=None, max_length=200)
+    company_number: str | None = Field(default=None, max_length=200)
+    agent: str | None = Field(default=None, max_length=200)
+    started_at: datetime | None = _ts()
+    answered_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()
+    duration_s: int | None = None
+    talk_s: int | None = None
+    outcome: str | None = Field(default=None, max_length=16)
+    recording_url: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    hangup_cause: str | None = Field(default=None, max_length=200)
+    variables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Which stage last set each field: lets a late, weaker event never overwrite a stronger one.
+    field_ranks: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
+    ended: bool = False
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+    crm_status: str = Field(default=CrmStatus.WAITING, max_length=16, index=True)
+    crm_id: str | None = Field(default=None, max_length=64)
+    crm_contact_id: str | None = Field(default=None, max_length=64)
+    crm_owner_id: str | None = Field(default=None, max_length=64)
+    crm_synced_hash: str | None = Field(default=None, max_length=64)
+    crm_error: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    # A lease, not a lock: a worker killed mid-sync lets the next one in when it expires.
+    crm_lease_until: datetime | None = _ts()
+    crm_lease_owner: str | None = Field(default=None, max_length=64)
+
+
+class CrmSyncAttempt(SQLModel, table=True):
+    """Every attempt to write a call to the CRM, for the operator's eyes."""
+
+    __tablename__ = "crm_sync_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="calls.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    action: str = Field(max_length=16)  # create | update | unchanged
+    ok: bool
+    http_status: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    crm_id: str | None = Field(default=None, max_length=64)
+
+
+class DryRunRequest(SQLModel, table=True):
+    """A request the dry-run CRM would have sent to HubSpot, exactly as it would be sent."""
+
+    __tablename__ = "dry_run_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int | None = Field(default=None, foreign_key="calls.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=500)
+    body: dict[str, Any] | list[Any] | None = Field(default=None, sa_column=Column(JSON))

@@ -1,0 +1,80 @@
+"""From a stored webhook to its calls: the plain functions behind the tasks.
+
+Kept out of the task module so they run, and are tested, without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlmodel import select
+
+from worker.db import session_scope
+from worker.events import CallEvent
+from worker.fold import fold_events
+from worker.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
+
+log = logging.getLogger("callhook.worker")
+
+
+def process_stored_event(event_id: int) -> list[int]:
+    """Fold a stored event into its calls; returns the ids of calls due for a CRM sync.
+
+    Safe to run twice for one event (a sweep may re-enqueue it): the event row is
+    locked and a processed event is skipped.
+    """
+    with session_scope() as session:
+        stmt = select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+        event = session.exec(stmt.execution_options(populate_existing=True)).first()
+        if event is None or event.status != EventStatus.PENDING:
+            return []
+        try:
+            events = [CallEvent.from_json(data) for data in event.canonical]
+        except ValueError as exc:
+            # A stored event that no longer validates is kept, visible and replayable.
+            event.status = EventStatus.FAILED
+            event.error = f"stored canonical event is invalid: {exc}"
+            session.add(event)
+            log.error("event.invalid id=%s", event_id)
+            return []
+        calls = fold_events(session, events)
+        event.status = EventStatus.PROCESSED
+        event.processed_at = utcnow()
+        session.add(event)
+        return [c.id for c in calls if c.crm_status == CrmStatus.PENDING and c.id is not None]
+
+
+def events_to_enqueue(grace: timedelta, stale: timedelta) -> list[int]:
+    """Stored events never enqueued (broker was down), or enqueued long ago and still pending."""
+    now = utcnow()
+    with session_scope() as session:
+        stmt = select(WebhookEvent.id).where(
+            WebhookEvent.status == EventStatus.PENDING,
+            (
+                (WebhookEvent.enqueued_at.is_(None) & (WebhookEvent.received_at < now - grace))  # type: ignore[union-attr]
+                | (WebhookEvent.enqueued_at < now - stale)  # type: ignore[operator]
+            ),
+        )
+        return [i for i in session.exec(stmt.order_by(WebhookEvent.id).limit(1000)) if i]
+
+
+def calls_to_sync(grace: timedelta) -> list[int]:
+    """Ended calls still waiting for their CRM sync with no live lease (a task was lost)."""
+    now = utcnow()
+    with session_scope() as session:
+        stmt = select(Call.id).where(
+            Call.crm_status == CrmStatus.PENDING,
+            Call.updated_at < now - grace,
+            (Call.crm_lease_until.is_(None)) | (Call.crm_lease_until < now),  # type: ignore[union-attr,operator]
+        )
+        return [i for i in session.exec(stmt.order_by(Call.id).limit(1000)) if i]
+
+
+def mark_enqueued(event_ids: list[int]) -> None:
+    if not event_ids:
+        return
+    with session_scope() as session:
+        for event in session.exec(select(WebhookEvent).where(WebhookEvent.id.in_(event_ids))):  # type: ignore[union-attr]
+            event.enqueued_at = utcnow()
+            session.add(event)

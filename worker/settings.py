@@ -1,0 +1,105 @@
+"""Configuration from the environment, validated once at start-up.
+
+Every process (web, worker, release, CLI) reads the same variables, so a
+misconfiguration fails loudly at boot with the variable's name instead of
+surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import phonenumbers
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A configuration problem a user must fix; the message names what and where."""
+
+
+class Settings(BaseSettings):
+    """Environment variables understood by callhook (see README, "Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite file")
+    redis_url: str = Field(default="", description="Redis URL; empty = embedded redis-server")
+    hubspot_access_token: SecretStr | None = None
+    hubspot_base_url: str = "https://api.hubapi.com"
+    default_region: str = "US"
+    mappings_dir: Path = Path("mappings")
+    instance_dir: Path = Path("instance")
+    public_base_url: str = ""
+    port: int = 5000
+    max_body_bytes: int = 1_000_000
+    # How long a webhook may wait for the broker before it is left to the outbox sweep.
+    broker_publish_timeout_s: float = 2.0
+    # Events stored this long ago and never enqueued are re-enqueued by the sweep.
+    outbox_grace_s: float = 10.0
+    outbox_sweep_interval_s: float = 15.0
+    # An ended call still unsynced this long after its last change gets a new sync task
+    # (its task was lost with a killed worker).
+    crm_resync_after_s: float = 300.0
+    hubspot_timeout_s: float = 15.0
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 country code phonenumbers knows")
+        return region
+
+    @field_validator("hubspot_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("hubspot_access_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL SQLAlchemy needs.
+
+        Heroku hands out ``postgres://`` URLs, which SQLAlchemy 2 refuses; the
+        psycopg 3 driver is the one installed.
+        """
+        url = self.database_url.strip()
+        if not url:
+            self.instance_dir.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{(self.instance_dir / 'callhook.db').resolve()}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def dry_run(self) -> bool:
+        """Without a HubSpot token the worker records what it would send instead."""
+        return self.hubspot_access_token is None
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, turning pydantic's report into one clear message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("invalid environment:\n  " + "\n  ".join(lines)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache between apps)."""
+    return load_settings()

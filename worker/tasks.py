@@ -1,0 +1,82 @@
+"""Thin Celery tasks: ids in, the plain functions of ``pipeline`` and ``call_logging`` do the work.
+
+Retries happen here and only here: transient CRM errors come back with
+exponential backoff and jitter (or the CRM's Retry-After), capped below the
+broker's visibility timeout; permanent ones are recorded and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from sqlalchemy.exc import OperationalError
+
+from worker.call_logging import give_up, sync_call
+from worker.celery_app import MAX_RETRY_DELAY_S, app
+from worker.crm.factory import crm_for_call
+from worker.pipeline import calls_to_sync, events_to_enqueue, mark_enqueued, process_stored_event
+from worker.settings import get_settings
+
+log = logging.getLogger("callhook.worker")
+
+MAX_SYNC_ATTEMPTS = 12  # about an hour of backoff before a call is marked failed
+
+
+def backoff(retries: int, hint: float | None = None) -> float:
+    """Seconds before the next try: the CRM's hint if given, else 2^n with full jitter."""
+    if hint is not None and hint > 0:
+        return min(MAX_RETRY_DELAY_S, hint + random.uniform(0, 1))
+    ceiling = min(MAX_RETRY_DELAY_S, 2 ** min(retries + 1, 10))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+@app.task(name="callhook.process_event", bind=True, max_retries=20)
+def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+    try:
+        due = process_stored_event(event_id)
+    except OperationalError as exc:  # database briefly unavailable
+        raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
+    for call_id in due:
+        log_call.apply_async((call_id,))
+
+
+@app.task(name="callhook.log_call", bind=True, max_retries=None)
+def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
+    outcome = sync_call(call_id, crm_for_call, dry_run=get_settings().dry_run)
+    log.info("crm.sync call=%s state=%s crm_id=%s", call_id, outcome.state, outcome.crm_id)
+    if outcome.state in ("retry", "busy"):
+        if self.request.retries + 1 >= MAX_SYNC_ATTEMPTS:
+            give_up(call_id, f"gave up after {MAX_SYNC_ATTEMPTS} attempts: {outcome.error}")
+            return "failed"
+        raise self.retry(countdown=backoff(self.request.retries, outcome.retry_in))
+    return outcome.state
+
+
+@app.task(name="callhook.sweep_outbox")
+def sweep_outbox() -> dict[str, int]:
+    """Enqueue what was stored but never enqueued, and syncs whose task was lost."""
+    settings = get_settings()
+    grace = timedelta(seconds=settings.outbox_grace_s)
+    events = events_to_enqueue(grace, stale=timedelta(minutes=30))
+    for event_id in events:
+        process_event.apply_async((event_id,))
+    mark_enqueued(events)
+    calls = calls_to_sync(grace=timedelta(seconds=settings.crm_resync_after_s))
+    for call_id in calls:
+        log_call.apply_async((call_id,))
+    if events or calls:
+        log.info("outbox.swept events=%d calls=%d", len(events), len(calls))
+    return {"events": len(events), "calls": len(calls)}
+
+
+def enqueue_event(event_id: int) -> bool:
+    """Publish after commit; False (and a log line) when the broker is down: the sweep retries."""
+    try:
+        process_event.apply_async((event_id,), retry=False)
+    except Exception as exc:  # kombu raises many types for a dead broker
+        log.warning("webhook.enqueue_failed event=%s error=%s", event_id, type(exc).__name__)
+        return False
+    mark_enqueued([event_id])
+    return True
