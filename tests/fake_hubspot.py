@@ -70,6 +70,7 @@ CALL_PROPERTIES: dict[str, str | list[str]] = {
     "hs_call_external_id": "string",
     "hs_call_source": "string",
     "hubspot_owner_id": "owner",
+    "hs_createdate": "datetime",
 }
 TASK_PROPERTIES: dict[str, str | list[str]] = {
     "hs_timestamp": "datetime",
@@ -191,6 +192,7 @@ class FakeHubSpot:
             self._recent: deque[float] = deque()
             self._recent_search: deque[float] = deque()
             self._failures: list[dict[str, Any]] = []
+            self._lost: list[dict[str, Any]] = []
             self._down: int | None = None
 
     # -- what tests arrange ----------------------------------------------------------
@@ -248,6 +250,12 @@ class FakeHubSpot:
                     "policy": policy,
                 }
             )
+
+    def lose_responses(self, count: int, path_prefix: str = "") -> None:
+        """Do the next `count` requests under `path_prefix`, but answer 504 as a proxy would
+        whose upstream answered too late: the object exists, the client never hears of it."""
+        with self._lock:
+            self._lost.append({"count": count, "prefix": path_prefix})
 
     def set_down(self, status: int | None) -> None:
         """Answer every request with `status` (502, 503…) until called with None."""
@@ -308,7 +316,12 @@ class FakeHubSpot:
         limited = self._rate_limited(request.path)
         if limited is not None:
             return limited
-        return self._route(request)
+        response = self._route(request)
+        for lost in self._lost:
+            if lost["count"] > 0 and request.path.startswith(lost["prefix"]):
+                lost["count"] -= 1
+                return Response("<html>Gateway Timeout</html>", status=504, mimetype="text/html")
+        return response
 
     def _scripted(self, path: str) -> Response | None:
         if self._down is not None:
@@ -491,6 +504,7 @@ class FakeHubSpot:
         now = time.time()
         obj = {"id": object_id, "properties": properties, "created": now, "associations": links}
         properties["hs_object_id"] = object_id
+        properties["hs_createdate"] = _iso(now)
         self.objects[object_type][object_id] = obj
         return Response(
             json.dumps(self._public(obj, None)), status=201, mimetype="application/json"

@@ -189,3 +189,20 @@ def test_worker_killed_mid_retry_still_logs_once(client, hubspot, stack) -> None
     wait_until(lambda: calls_for(hubspot, "+33612345615"), timeout=90)
     barrier(client, hubspot, "killed")
     assert len(calls_for(hubspot, "+33612345615")) == 1
+
+
+def test_create_whose_answer_was_lost_is_found_not_repeated(client, hubspot) -> None:  # type: ignore[no-untyped-def]
+    # HubSpot stores the call but the answer never arrives (a proxy timeout, a worker
+    # killed mid-request): the retry must find that record instead of creating another.
+    hubspot.lose_responses(1, path_prefix="/crm/v3/objects/calls")
+    post(client, cdr("lost-answer", number="33612345616", duration=61))
+    (call,) = wait_until(lambda: calls_for(hubspot, "+33612345616"), timeout=30)
+    row = wait_until(
+        lambda: (r := call_row("lost-answer")) and r.crm_status == CrmStatus.SYNCED and r,
+        timeout=60,
+    )
+    assert row.crm_id == call["id"]
+    searched = [r for r in hubspot.requests() if r["path"] == "/crm/v3/objects/calls/search"]
+    assert searched and searched[-1]["status"] == 200
+    barrier(client, hubspot, "lost")
+    assert len(calls_for(hubspot, "+33612345616")) == 1

@@ -47,8 +47,11 @@ def _claim(call_id: int, owner: str) -> tuple[SyncOutcome | None, CallSnapshot |
             return SyncOutcome("busy", retry_in=wait + 1), None, digest
         call.crm_lease_until = now + LEASE
         call.crm_lease_owner = owner
+        snapshot = CallSnapshot.of(call)
+        if call.crm_id is None and call.crm_create_sent_at is None:
+            call.crm_create_sent_at = now
         session.add(call)
-        return None, CallSnapshot.of(call), digest
+        return None, snapshot, digest
 
 
 def _finish(
@@ -63,6 +66,7 @@ def _finish(
     owner_id: str | None = None,
     error: str | None = None,
     http_status: int | None = None,
+    nothing_created: bool = False,
 ) -> bool:
     """Store the result and release the lease; True when newer data arrived meanwhile."""
     with session_scope() as session:
@@ -78,8 +82,11 @@ def _finish(
                 crm_id=crm_id or call.crm_id,
             )
         )
+        if nothing_created:
+            call.crm_create_sent_at = None
         if crm_id:
             call.crm_id = crm_id
+            call.crm_create_sent_at = None
             call.crm_contact_id = contact_id
             call.crm_owner_id = owner_id
             call.crm_synced_hash = digest
@@ -117,6 +124,7 @@ def sync_call(call_id: int, crm_for: Callable[[int], CrmAdapter], *, dry_run: bo
             action=action,
             error=str(exc),
             http_status=exc.status,
+            nothing_created=exc.status == 429,  # refused before HubSpot did anything
         )
         return SyncOutcome("retry", retry_in=exc.retry_after, error=str(exc))
     except PermanentCrmError as exc:
@@ -128,6 +136,8 @@ def sync_call(call_id: int, crm_for: Callable[[int], CrmAdapter], *, dry_run: bo
             action=action,
             error=str(exc),
             http_status=exc.status,
+            # A refused request created nothing; an unreadable answer proves nothing.
+            nothing_created=exc.status is not None and 400 <= exc.status < 500,
         )
         return SyncOutcome("failed", error=str(exc))
     done = CrmStatus.DRY_RUN if dry_run else CrmStatus.SYNCED

@@ -129,6 +129,10 @@ class Call(SQLModel, table=True):
     crm_owner_id: str | None = Field(default=None, max_length=64)
     crm_synced_hash: str | None = Field(default=None, max_length=64)
     crm_error: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    # Set when a create is sent and cleared once its answer is stored: if it is still set at
+    # the next sync, HubSpot may hold a record we never heard back about (a lost response,
+    # a worker killed mid-request), so the adapter looks for it before creating another.
+    crm_create_sent_at: datetime | None = _ts()
     # A lease, not a lock: a worker killed mid-sync lets the next one in when it expires.
     crm_lease_until: datetime | None = _ts()
     crm_lease_owner: str | None = Field(default=None, max_length=64)

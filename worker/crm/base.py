@@ -58,11 +58,20 @@ class CallSnapshot:
     hangup_cause: str | None
     variables: dict[str, Any]
     crm_id: str | None
+    # A create was sent earlier and its answer never stored: look for that record first.
+    create_in_doubt: bool = False
 
     @classmethod
     def of(cls, call: Call) -> CallSnapshot:
         assert call.id is not None
-        return cls(**{name: getattr(call, name) for name in cls.__dataclass_fields__})
+        fields = {n: getattr(call, n) for n in cls.__dataclass_fields__ if n != "create_in_doubt"}
+        in_doubt = call.crm_id is None and call.crm_create_sent_at is not None
+        return cls(**fields, create_in_doubt=in_doubt)
+
+    @property
+    def external_id(self) -> str:
+        """callhook's key for this call in the CRM: finds a record whose creation went unheard."""
+        return f"callhook:{self.platform}:{self.platform_call_id}"
 
 
 @dataclass
@@ -80,7 +89,7 @@ class Contact:
 @dataclass
 class LogResult:
     crm_id: str
-    action: str  # "create" | "update"
+    action: str  # "create" | "update" | "recover" (found a record created by a lost attempt)
     contact_id: str | None
     owner_id: str | None
 

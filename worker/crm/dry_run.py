@@ -27,6 +27,10 @@ class RecordingTransport:
         self._record("POST", "/crm/v3/objects/contacts/search", body)
         return []
 
+    def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        self._record("POST", "/crm/v3/objects/calls/search", body)
+        return []
+
     def create_call(self, body: dict[str, Any]) -> str:
         return f"dry-run-{self._record('POST', '/crm/v3/objects/calls', body)}"
 

@@ -38,6 +38,7 @@ OWNER_CACHE_S = 600.0
 
 class Transport(Protocol):
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]: ...
     def create_call(self, body: dict[str, Any]) -> str: ...
     def update_call(self, crm_id: str, body: dict[str, Any]) -> None: ...
     def owner_id_for_email(self, email: str) -> str | None: ...
@@ -91,6 +92,10 @@ class ClientTransport:
 
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         page = self._call(self.client.crm.contacts.search_api.do_search, body)
+        return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
+
+    def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        page = self._call(self.client.crm.objects.calls.search_api.do_search, body)
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def create_call(self, body: dict[str, Any]) -> str:
@@ -191,6 +196,31 @@ class HubSpotCrm:
         self._owners[agent.email] = (time.monotonic() + OWNER_CACHE_S, owner_id)
         return owner_id
 
+    def find_logged_call(self, external_id: str) -> str | None:
+        """The record an earlier create made though its answer was lost, if there is one.
+
+        Only asked when a create went unanswered, so the normal path costs no search.
+        HubSpot's search index lags writes by seconds; a retry comes later than that.
+        """
+        body = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": "hs_call_external_id",
+                            "operator": "EQ",
+                            "value": external_id,
+                        }
+                    ]
+                }
+            ],
+            "properties": ["hs_call_external_id"],
+            "sorts": [{"propertyName": "hs_createdate", "direction": "ASCENDING"}],
+            "limit": 1,
+        }
+        found = self.transport.search_calls(body)
+        return str(found[0]["id"]) if found else None
+
     # -- the call record -----------------------------------------------------
     def call_properties(
         self, call: CallSnapshot, contact: Contact | None, owner_id: str | None
@@ -229,6 +259,7 @@ class HubSpotCrm:
             if (call.recording_url or "").startswith("https://")
             else None,
             "hubspot_owner_id": owner_id,
+            "hs_call_external_id": call.external_id,
         }
         for name, template in spec.properties.items():
             props[name] = TEMPLATES.from_string(template).render(context).strip()
@@ -242,9 +273,12 @@ class HubSpotCrm:
         if owner_id is None and contact is not None:
             owner_id = contact.properties.get("hubspot_owner_id") or None
         properties = self.call_properties(call, contact, owner_id)
-        if call.crm_id:
-            self.transport.update_call(call.crm_id, {"properties": properties})
-            return LogResult(call.crm_id, "update", contact and contact.id, owner_id)
+        crm_id, action = call.crm_id, "update"
+        if crm_id is None and call.create_in_doubt:
+            crm_id, action = self.find_logged_call(call.external_id), "recover"
+        if crm_id:
+            self.transport.update_call(crm_id, {"properties": properties})
+            return LogResult(crm_id, action, contact and contact.id, owner_id)
         body: dict[str, Any] = {"properties": properties, "associations": []}
         if contact is not None:
             body["associations"].append(

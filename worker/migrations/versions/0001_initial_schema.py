@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23
+Create Date: 2026-11-23 17:48:58.435875
 """
 
 from collections.abc import Sequence
@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("crm_owner_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_synced_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_error", sa.Text(), nullable=True),
+        sa.Column("crm_create_sent_at", worker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_lease_until", worker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_calls")),

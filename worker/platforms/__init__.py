@@ -1,0 +1,1 @@
+"""Telephony platform API clients: click-to-call, one module per platform."""
