@@ -24,9 +24,11 @@ def preview_hubspot_request(
     for event in events:
         # As the receiver does: an event without a time happened when it arrived.
         event = event.model_copy(update={"occurred_at": event.occurred_at or now})
-        key = (event.platform, event.call_id)
+        # A leg folds into the call it belongs to, as in the worker.
+        call_id = event.parent_call_id or event.call_id
         call = calls.setdefault(
-            key, Call(id=len(calls) + 1, platform=event.platform, platform_call_id=event.call_id)
+            (event.platform, call_id),
+            Call(id=len(calls) + 1, platform=event.platform, platform_call_id=call_id),
         )
         apply_event(call, event)
     transport = RecordingTransport()

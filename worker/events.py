@@ -61,6 +61,8 @@ class CallEvent(BaseModel):
     platform: str
     call_id: str = Field(min_length=1, max_length=200)
     stage: Stage
+    # Set on a leg of a larger call: the event folds into that call (see worker.fold).
+    parent_call_id: str | None = Field(default=None, min_length=1, max_length=200)
     linked_call_ids: list[str] = Field(default_factory=list)
     direction: Direction | None = None
     # E.164 when the number is a real phone number; the raw text is kept beside it.

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from worker.events import FINAL_RANK, STAGE_RANK, CallEvent, Outcome, Stage
-from worker.models import Call, CrmStatus, utcnow
+from worker.models import Call, CallEventRecord, CrmStatus, utcnow
 
 # Fields taken from the strongest event that carries them.
 RANKED_FIELDS = (
@@ -32,17 +32,27 @@ RANKED_FIELDS = (
     "recording_url",
     "hangup_cause",
 )
+# Who called whom is the call's own leg's word: an agent's leg sees the call from the other
+# side (Kwebbl reports the agent leg of an inbound call as "outbound").
+ROOT_FIELDS = {"direction", "external_number", "external_number_raw", "company_number"}
+# A leg's end is not the call's end (a queue agent who did not pick up), nor its outcome.
+LEG_MAX_STAGE = Stage.TRANSFERRED
+ROOT_ONLY_FIELDS = {"outcome"}
 
 
-def _strength(event: CallEvent) -> list[float]:
+def _strength(event: CallEvent, name: str, root: bool) -> list[float]:
     """Which of two events wins a field: the further stage, then the *earlier* event.
 
     Earlier, because the first ``ringing`` tells who called whom; a repeated or
     late one must not rewrite it. Any total order would converge; this one is right.
+    For the call's identity fields, an event of the call's own leg beats any other leg.
     """
     # Finite sentinels: JSON columns on PostgreSQL refuse Infinity.
     stamp = event.occurred_at.timestamp() if event.occurred_at else 1e15
-    return [float(STAGE_RANK[event.stage]), -stamp]
+    rank = (
+        STAGE_RANK[event.stage] if root else min(STAGE_RANK[event.stage], STAGE_RANK[LEG_MAX_STAGE])
+    )
+    return [float(root if name in ROOT_FIELDS else 0), float(rank), -stamp]
 
 
 def _earliest(current: datetime | None, new: datetime | None) -> datetime | None:
@@ -74,17 +84,23 @@ def infer_outcome(call: Call) -> Outcome | None:
 
 
 def apply_event(call: Call, event: CallEvent) -> None:
-    """Fold one event into `call` in memory (pure: no I/O)."""
-    rank = STAGE_RANK[event.stage]
-    if rank > STAGE_RANK[Stage(call.stage)]:
-        call.stage = event.stage.value
+    """Fold one event into `call` in memory (pure: no I/O).
+
+    The event is of the call's own leg when its id is the call's; else of another leg
+    (a KAZOO B leg, a bridged Kwebbl leg), which may name the agent and prove an answer
+    but neither ends the call nor changes who called whom.
+    """
+    root = event.call_id == call.platform_call_id
+    stage = event.stage if root or event.rank <= STAGE_RANK[LEG_MAX_STAGE] else LEG_MAX_STAGE
+    if STAGE_RANK[stage] > STAGE_RANK[Stage(call.stage)]:
+        call.stage = stage.value
     ranks = dict(call.field_ranks or {})
-    strength = _strength(event)
     for name in RANKED_FIELDS:
         value = getattr(event, name)
-        if value is None:
+        if value is None or (name in ROOT_ONLY_FIELDS and not root):
             continue
-        if strength >= list(ranks.get(name, [0.0, -1e16])):
+        strength = _strength(event, name, root)
+        if strength >= list(ranks.get(name, [-1.0, 0.0, -1e16])):
             setattr(call, name, value.value if hasattr(value, "value") else value)
             ranks[name] = strength
     call.field_ranks = ranks
@@ -92,9 +108,12 @@ def apply_event(call: Call, event: CallEvent) -> None:
     started = event.started_at or (event.occurred_at if event.stage == Stage.RINGING else None)
     answered = event.answered_at or (event.occurred_at if event.stage == Stage.ANSWERED else None)
     # A CDR is sent when the call is over: its arrival time bounds the end of the call.
-    ended = event.ended_at or (
-        event.occurred_at if event.stage in (Stage.ENDED, Stage.CDR) else None
-    )
+    # Another leg's end is not the call's.
+    ended = None
+    if root:
+        ended = event.ended_at or (
+            event.occurred_at if event.stage in (Stage.ENDED, Stage.CDR) else None
+        )
     call.started_at = _earliest(call.started_at, started)
     call.answered_at = _earliest(call.answered_at, answered)
     call.ended_at = _latest(call.ended_at, ended)
@@ -145,16 +164,93 @@ def _lock_call(session: Session, platform: str, call_id: str) -> Call:
     return session.exec(statement).one()
 
 
-def fold_events(session: Session, events: list[CallEvent]) -> list[Call]:
+def _reset(call: Call) -> None:
+    """Forget everything folded into `call`, before folding its events again."""
+    call.stage = Stage.RINGING.value
+    for name in (*RANKED_FIELDS, "started_at", "answered_at", "ended_at"):
+        setattr(call, name, None)
+    call.variables, call.field_ranks, call.ended = {}, {}, False
+
+
+def _history(session: Session, call: Call) -> list[CallEvent]:
+    rows = session.exec(
+        select(CallEventRecord)
+        .where(CallEventRecord.call_id == call.id)
+        .order_by(CallEventRecord.id)
+    )
+    return [CallEvent.from_json(row.event) for row in rows]
+
+
+def _merge(session: Session, leg: Call, into: Call) -> None:
+    """`leg` had a life of its own before its link arrived: move its events into `into`."""
+    assert leg.id is not None and into.id is not None
+    moved = session.exec(select(CallEventRecord).where(CallEventRecord.call_id == leg.id)).all()
+    for row in moved:
+        row.call_id = into.id
+        session.add(row)
+    if leg.crm_id and not into.crm_id:
+        # Already logged on its own: the call updates that record instead of adding one.
+        into.crm_id, into.crm_synced_hash = leg.crm_id, None
+    elif leg.crm_id:
+        into.crm_error = f"leg {leg.platform_call_id} was logged on its own as {leg.crm_id}"
+    leg.merged_into = into.id
+    leg.crm_status = CrmStatus.MERGED
+    _reset(leg)
+    session.add(leg)
+    session.flush()
+    if moved:
+        _reset(into)
+        for event in _history(session, into):
+            apply_event(into, event)
+
+
+def _call_for(session: Session, event: CallEvent) -> tuple[Call, bool]:
+    """The locked call an event folds into, creating and linking rows as needed.
+
+    Every leg id has its own row, locked first, so two workers never race on one leg; a
+    leg linked to a parent points there (`merged_into`) and its events follow. The flag
+    says a leg was merged just now (the call changed even if this event adds nothing).
+    """
+    own = _lock_call(session, event.platform, event.call_id)
+    parent_id = event.parent_call_id if event.parent_call_id != event.call_id else None
+    if own.merged_into is not None:
+        target = session.get(Call, own.merged_into, with_for_update=True, populate_existing=True)
+        assert target is not None
+        return target, False
+    if parent_id is None:
+        return own, False
+    target = _lock_call(session, event.platform, parent_id)
+    if target.merged_into is not None:  # the parent is itself a leg: join its call
+        followed = session.get(
+            Call, target.merged_into, with_for_update=True, populate_existing=True
+        )
+        assert followed is not None
+        target = followed
+    if target.id == own.id:
+        return target, False
+    _merge(session, own, target)
+    return target, True
+
+
+def fold_events(session: Session, events: list[CallEvent], webhook_event_id: int) -> list[Call]:
     """Fold events into their calls in the current transaction; returns the calls touched.
 
     A call whose folded state changed after it ended is marked for a CRM sync;
     one whose state did not change is left alone (duplicates cost nothing).
     """
     touched: dict[int, Call] = {}
-    for event in events:
-        call = _lock_call(session, event.platform, event.call_id)
-        before = state_hash(call)
+    for position, event in enumerate(events):
+        call, merged = _call_for(session, event)
+        assert call.id is not None
+        before = "" if merged else state_hash(call)
+        session.add(
+            CallEventRecord(
+                call_id=call.id,
+                webhook_event_id=webhook_event_id,
+                position=position,
+                event=event.to_json(),
+            )
+        )
         apply_event(call, event)
         if state_hash(call) != before:
             call.updated_at = utcnow()
@@ -163,6 +259,5 @@ def fold_events(session: Session, events: list[CallEvent]) -> list[Call]:
                 call.crm_status = CrmStatus.PENDING
         session.add(call)
         session.flush()
-        assert call.id is not None
         touched[call.id] = call
     return list(touched.values())

@@ -90,6 +90,7 @@ class CrmStatus:
     SYNCED = "synced"
     DRY_RUN = "dry_run"  # recorded what would have been sent
     FAILED = "failed"  # permanent error or retries exhausted: see crm_error, replayable
+    MERGED = "merged"  # a leg of another call: that call is synced instead
 
 
 class Call(SQLModel, table=True):
@@ -123,6 +124,10 @@ class Call(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
+    # Set when this row turned out to be a leg of another call (a KAZOO B leg, a bridged
+    # Kwebbl leg): its events moved there, and its later events follow.
+    merged_into: int | None = Field(default=None, foreign_key="calls.id")
+
     crm_status: str = Field(default=CrmStatus.WAITING, max_length=16, index=True)
     crm_id: str | None = Field(default=None, max_length=64)
     crm_contact_id: str | None = Field(default=None, max_length=64)
@@ -136,6 +141,20 @@ class Call(SQLModel, table=True):
     # A lease, not a lock: a worker killed mid-sync lets the next one in when it expires.
     crm_lease_until: datetime | None = _ts()
     crm_lease_owner: str | None = Field(default=None, max_length=64)
+
+
+class CallEventRecord(SQLModel, table=True):
+    """Every canonical event folded into a call: the call's history, and what a merge of
+    two calls (a leg linked late) folds again."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (sa.UniqueConstraint("webhook_event_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="calls.id", index=True)
+    webhook_event_id: int = Field(foreign_key="webhook_events.id")
+    position: int  # index of the event within its webhook's canonical list
+    event: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class CrmSyncAttempt(SQLModel, table=True):

@@ -38,7 +38,7 @@ def process_stored_event(event_id: int) -> list[int]:
             session.add(event)
             log.error("event.invalid id=%s", event_id)
             return []
-        calls = fold_events(session, events)
+        calls = fold_events(session, events, event_id)
         event.status = EventStatus.PROCESSED
         event.processed_at = utcnow()
         session.add(event)
@@ -65,6 +65,7 @@ def calls_to_sync(grace: timedelta) -> list[int]:
     with session_scope() as session:
         stmt = select(Call.id).where(
             Call.crm_status == CrmStatus.PENDING,
+            Call.merged_into.is_(None),  # type: ignore[union-attr]
             Call.updated_at < now - grace,
             (Call.crm_lease_until.is_(None)) | (Call.crm_lease_until < now),  # type: ignore[union-attr,operator]
         )

@@ -38,8 +38,15 @@ class MapResult:
 class _Context:
     top: Any
     root: Any
+    mapping: PlatformMapping
     region: str
-    zone: str
+
+    def at(self, root: Any) -> _Context:
+        return _Context(self.top, root, self.mapping, self.region)
+
+    @property
+    def zone(self) -> str:
+        return self.mapping.timezone
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -62,9 +69,26 @@ def get_path(data: Any, path: str) -> Any:
 
 def _lookup(ctx: _Context, path: str) -> Any:
     # `$.x` reads from the whole payload even inside `root:` or `foreach:`.
-    if path.startswith("$."):
-        return get_path(ctx.top, path[2:])
-    return get_path(ctx.root, path)
+    value = get_path(ctx.top, path[2:]) if path.startswith("$.") else get_path(ctx.root, path)
+    return _clean(value, ctx.mapping)
+
+
+def _clean(value: Any, mapping: PlatformMapping) -> Any:
+    """Apply the platform's `strip_quotes` and `absent_values` to a text value."""
+    if not isinstance(value, str):
+        return value
+    if mapping.strip_quotes and len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    if any(re.fullmatch(pattern, value) for pattern in mapping.absent_values):
+        return _MISSING
+    return value
+
+
+def _text(value: Any) -> str:
+    """How a payload value compares with a YAML one: JSON `true` and form "true" are equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _present(value: Any) -> bool:
@@ -78,9 +102,11 @@ def _matches(conditions: dict[str, Any], ctx: _Context) -> bool:
             if _present(value) != bool(expected["present"]):
                 return False
         elif isinstance(expected, list):
-            if not _present(value) or str(value) not in {str(e) for e in expected}:
+            if not _present(value) or _text(value).casefold() not in {
+                _text(e).casefold() for e in expected
+            }:
                 return False
-        elif not _present(value) or str(value) != str(expected):
+        elif not _present(value) or _text(value).casefold() != _text(expected).casefold():
             return False
     return True
 
@@ -149,6 +175,11 @@ def _variables(rule: EventRule, ctx: _Context) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if spec.path:
         block = _lookup(ctx, spec.path)
+        if spec.json_text and isinstance(block, str):
+            try:
+                block = convert("json", block, region=ctx.region, zone=ctx.zone, fmt=None)
+            except ValueError as exc:
+                raise MappingError(f"variables: {spec.path}: {exc}") from None
         if isinstance(block, dict):
             found.update(block)
     if spec.rest and isinstance(ctx.root, dict):
@@ -175,6 +206,8 @@ def _build(mapping: PlatformMapping, rule: EventRule, ctx: _Context) -> CallEven
         value, raw = resolve(name, spec, ctx)
         if name == "external_number" and raw is not None:
             values["external_number_raw"] = str(raw)
+        if name == "parent_call_id" and value is not None:
+            value = str(value)
         if name == "linked_call_ids" and value is not None:
             value = [str(v) for v in value] if isinstance(value, list) else str(value).split(",")
             value = [v.strip() for v in value if v.strip()]
@@ -203,9 +236,9 @@ def payload_digest(payload: Any) -> str:
 
 
 def map_payload(mapping: PlatformMapping, payload: Any, *, default_region: str) -> MapResult:
-    """Apply `mapping` to a parsed payload."""
+    """Apply `mapping` to a parsed payload (each item of it, for a `split` platform)."""
     region = mapping.default_region or default_region
-    top = _Context(top=payload, root=payload, region=region, zone=mapping.timezone)
+    top = _Context(top=payload, root=payload, mapping=mapping, region=region)
     key = payload_digest(payload)
     if mapping.dedupe_key is not None:
         custom, _ = resolve("dedupe_key", mapping.dedupe_key, top)
@@ -213,32 +246,58 @@ def map_payload(mapping: PlatformMapping, payload: Any, *, default_region: str) 
             key = str(custom)[:200]
     if not isinstance(payload, dict):
         raise MappingError("payload is not an object")
+    if mapping.split is None:
+        events, ignored = _map_one(mapping, top)
+        return MapResult(dedupe_key=key, events=events, ignored=ignored)
+    items = _lookup(top, mapping.split)
+    if not isinstance(items, list) or not items:
+        raise MappingError(f"split: {mapping.split!r} is not a non-empty list")
+    events, reasons = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise MappingError(f"{mapping.split}[{index}]: not an object")
+        try:
+            found, ignored = _map_one(mapping, top.at(item))
+        except MappingError as exc:
+            # One unreadable item refuses the batch: nothing of it is half-processed,
+            # and the whole delivery is kept for replay once the mapping is fixed.
+            raise MappingError(f"{mapping.split}[{index}]: {exc}") from None
+        events.extend(found)
+        if ignored:
+            reasons.append(f"{mapping.split}[{index}]: {ignored}")
+    if not events:
+        return MapResult(dedupe_key=key, ignored="; ".join(reasons))
+    return MapResult(dedupe_key=key, events=events)
+
+
+def _map_one(mapping: PlatformMapping, ctx: _Context) -> tuple[list[CallEvent], str | None]:
+    """The events of one payload (or one item of a batch): (events, None) or ([], why ignored)."""
     for index, conditions in enumerate(mapping.ignore):
-        if _matches(conditions, top):
-            return MapResult(dedupe_key=key, ignored=f"ignore rule {index} matched")
+        if _matches(conditions, ctx):
+            return [], f"ignore rule {index} matched"
     for index, rule in enumerate(mapping.events):
-        if not _matches(rule.when, top):
+        if not _matches(rule.when, ctx):
             continue
         label = rule.name or f"events[{index}]"
-        root = payload if rule.root is None else _lookup(top, rule.root)
+        root = ctx.root if rule.root is None else _lookup(ctx, rule.root)
         if not isinstance(root, dict):
             raise MappingError(f"{label}: root {rule.root!r} is not an object")
         if rule.foreach is None:
             items = [root]
         else:
-            items = _lookup(_Context(payload, root, region, mapping.timezone), rule.foreach)
+            items = _lookup(ctx.at(root), rule.foreach)
             if not isinstance(items, list) or not items:
                 raise MappingError(f"{label}: foreach {rule.foreach!r} is not a non-empty list")
         events = []
         for item in items:
             try:
-                built = _build(mapping, rule, _Context(payload, item, region, mapping.timezone))
+                built = _build(mapping, rule, ctx.at(item))
             except MappingError as exc:
                 raise MappingError(f"{label}: {exc}") from None
             if built is not None:
                 events.append(built)
         if not events:
-            return MapResult(dedupe_key=key, ignored=f"{label}: stage is ignored")
-        return MapResult(dedupe_key=key, events=events)
+            return [], f"{label}: stage is ignored"
+        return events, None
     names = ", ".join(r.name or f"events[{i}]" for i, r in enumerate(mapping.events))
     raise MappingError(f"no event rule matches this payload (rules: {names})")

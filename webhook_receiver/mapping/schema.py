@@ -17,11 +17,13 @@ from worker.events import Stage
 
 TRANSFORMS = (
     "str",
+    "json",
     "int",
     "bool",
     "phone",
     "epoch_s",
     "epoch_ms",
+    "gregorian_s",
     "iso8601",
     "datetime",
     "seconds",
@@ -90,6 +92,8 @@ class VariablesSpec(Strict):
     """The platform's custom variables: a dict at `path`, and/or every unmapped top-level key."""
 
     path: str | None = None
+    # The dict at `path` arrives as a JSON string (Voximplant Kit's `call_data`).
+    json_text: bool = False
     rest: bool = False
     exclude: list[str] = Field(default_factory=list)
 
@@ -99,6 +103,9 @@ class Fields(Strict):
 
     call_id: FieldSpec
     stage: FieldSpec
+    # The call this leg belongs to (KAZOO's B leg → its A leg, a Kwebbl bridged leg → the
+    # caller's leg): its events fold into that call, so legs make one logical call.
+    parent_call_id: FieldSpec | None = None
     linked_call_ids: FieldSpec | None = None
     direction: FieldSpec | None = None
     external_number: FieldSpec | None = None
@@ -181,8 +188,26 @@ class PlatformMapping(Strict):
     timezone: str = "UTC"
     default_region: str | None = None
     dedupe_key: FieldSpec | None = None
+    # A batch: the list at this path holds several payloads, each mapped on its own
+    # (Voximplant Kit posts `{"callbacks": [...]}`); `$.` still reads the whole body.
+    split: str | None = None
+    # Values read as absent: platforms whose admins write the body as a template send an
+    # unfilled placeholder (UIS: "{{extension_phone_number}}") or the text "null".
+    absent_values: list[str] = Field(default_factory=list)
+    # Strip one pair of quotes around text values (UIS templates quote values in GET/form).
+    strip_quotes: bool = False
     ignore: list[dict[str, Condition]] = Field(default_factory=list)
     events: list[EventRule] = Field(min_length=1)
+
+    @field_validator("absent_values")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+        return values
 
     @field_validator("timezone")
     @classmethod

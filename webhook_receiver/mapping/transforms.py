@@ -6,6 +6,7 @@ raises ``ValueError`` with a message fit to show the platform's admin in a 422.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -58,6 +59,24 @@ def from_epoch(raw: object, scale: float) -> datetime:
     if value <= 0:
         raise ValueError(f"not a timestamp: {raw!r}")
     return datetime.fromtimestamp(value, UTC)
+
+
+# KAZOO stamps events in Gregorian seconds: seconds since 0000-01-01, not since 1970.
+GREGORIAN_UNIX_OFFSET_S = 62_167_219_200
+
+
+def from_gregorian(raw: object) -> datetime:
+    return from_epoch(_number(raw) - GREGORIAN_UNIX_OFFSET_S, 1)
+
+
+def from_json(raw: object) -> object:
+    """A value that arrives as JSON text inside the payload; anything else passes through."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValueError(f"not JSON text: {raw[:40]!r}") from None
 
 
 def from_iso(raw: object, zone: str) -> datetime:
@@ -117,6 +136,8 @@ def convert(kind: str, raw: object, *, region: str, zone: str, fmt: str | None) 
     match kind:
         case "str":
             return str(raw)
+        case "json":
+            return from_json(raw)
         case "int":
             return round(_number(raw))
         case "bool":
@@ -127,6 +148,8 @@ def convert(kind: str, raw: object, *, region: str, zone: str, fmt: str | None) 
             return from_epoch(raw, 1)
         case "epoch_ms":
             return from_epoch(raw, 1000)
+        case "gregorian_s":
+            return from_gregorian(raw)
         case "iso8601":
             return from_iso(raw, zone)
         case "datetime":

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:48:58.435875
+Create Date: 2026-11-23 17:54:59.152643
 """
 
 from collections.abc import Sequence
@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("field_ranks", sa.JSON(), nullable=True),
         sa.Column("ended", sa.Boolean(), nullable=False),
         sa.Column("updated_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("merged_into", sa.Integer(), nullable=True),
         sa.Column("crm_status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("crm_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_contact_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -55,6 +56,9 @@ def upgrade() -> None:
         sa.Column("crm_create_sent_at", worker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_lease_until", worker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["merged_into"], ["calls.id"], name=op.f("fk_calls_merged_into_calls")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_calls")),
         sa.UniqueConstraint("platform", "platform_call_id", name=op.f("uq_calls_platform")),
     )
@@ -82,6 +86,29 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_webhook_events_platform"), ["platform"], unique=False)
         batch_op.create_index(batch_op.f("ix_webhook_events_status"), ["status"], unique=False)
+
+    op.create_table(
+        "call_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("call_id", sa.Integer(), nullable=False),
+        sa.Column("webhook_event_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("event", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["calls.id"], name=op.f("fk_call_events_call_id_calls")
+        ),
+        sa.ForeignKeyConstraint(
+            ["webhook_event_id"],
+            ["webhook_events.id"],
+            name=op.f("fk_call_events_webhook_event_id_webhook_events"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_call_events")),
+        sa.UniqueConstraint(
+            "webhook_event_id", "position", name=op.f("uq_call_events_webhook_event_id")
+        ),
+    )
+    with op.batch_alter_table("call_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_call_events_call_id"), ["call_id"], unique=False)
 
     op.create_table(
         "crm_sync_attempts",
@@ -130,6 +157,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_crm_sync_attempts_call_id"))
 
     op.drop_table("crm_sync_attempts")
+    with op.batch_alter_table("call_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_call_events_call_id"))
+
+    op.drop_table("call_events")
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_events_status"))
         batch_op.drop_index(batch_op.f("ix_webhook_events_platform"))

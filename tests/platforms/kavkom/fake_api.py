@@ -1,0 +1,174 @@
+"""A fake Kavkom PBX API, over real HTTP, for click-to-call.
+
+Reproduces what the seed (kavkom-api.txt) documents for
+``POST /api/pbx/v1/active_call/call``:
+
+- "Authentication": the token in ``X-API-TOKEN``, linked to domains and to authorized
+  routes; ``domain_uuid`` (a UUID v4) in the JSON body of a POST. A token not authorized
+  for the route or not linked to the domain "is rejected";
+- "Start a call, or click-to-call": required ``domain_uuid``, ``src``, ``destination``;
+  the success body with ``call_uuid`` and ``recording``;
+- "Error codes & troubleshooting": the PBX error envelope (``error``, ``message``,
+  ``validationErrors``), 422 "src invalid" for an extension not on the domain, 422 with the
+  switch's "-ERR ..." text when the switch rejects the call.
+
+The seed gives no status or body for a rejected token: an unknown token gets 401 and a
+token without the route or domain 403, both in the PBX error envelope (constructed).
+
+Tests steer it with ``switch_rejects`` (the switch's verdict for an extension),
+``fail_next`` (a scripted HTTP failure), ``stall_next`` (an answer that comes too late) and
+read every request with ``requests()``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+CALL_PATH = "/api/pbx/v1/active_call/call"
+ROUTE = "active_call/call"
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _pbx_error(status: int, message: str, **extra: Any) -> Response:
+    # Seed, "Error codes & troubleshooting / Error format", PBX API.
+    return _json(status, {"error": True, "message": message, **extra})
+
+
+class FakeKavkom:
+    """``with FakeKavkom(token=..., domain_uuid=..., extensions=["901"]) as fake:``."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        domain_uuid: str,
+        extensions: list[str] | tuple[str, ...] = ("901",),
+    ):
+        self.domain_uuid = domain_uuid
+        self.extensions = set(extensions)
+        # token → (linked domains, authorized routes): seed, "API token X-API-TOKEN & domain_uuid".
+        self.tokens: dict[str, tuple[set[str], set[str]]] = {token: ({domain_uuid}, {ROUTE})}
+        self._lock = threading.Lock()
+        self._log: list[dict[str, Any]] = []
+        self._switch: dict[str, str] = {}
+        self._failures: list[tuple[int, dict[str, Any] | None, str | None]] = []
+        self._stall: float | None = None
+        self._server: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> FakeKavkom:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        # A short poll interval: shutdown() waits for it at every test's end.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # -- what tests arrange ----------------------------------------------------------
+    def add_token(self, token: str, *, domains: set[str], routes: set[str]) -> None:
+        self.tokens[token] = (domains, routes)
+
+    def switch_rejects(self, extension: str, cause: str) -> None:
+        """The switch answers "-ERR <cause>" for this extension (e.g. USER_NOT_REGISTERED)."""
+        self._switch[extension] = f"-ERR {cause}"
+
+    def fail_next(
+        self, status: int, body: dict[str, Any] | None = None, *, retry_after: str | None = None
+    ) -> None:
+        self._failures.append((status, body, retry_after))
+
+    def stall_next(self, seconds: float) -> None:
+        """The next call is placed, but the answer comes after ``seconds``."""
+        self._stall = seconds
+
+    # -- what tests read ---------------------------------------------------------------
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)
+
+    def placed(self) -> list[dict[str, Any]]:
+        """The calls the PBX originated."""
+        return [r for r in self.requests() if r["status"] == 200]
+
+    # -- the API ------------------------------------------------------------------------
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        raw = request.get_data(as_text=True)
+        response = self._handle(request)
+        with self._lock:
+            self._log.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.args.to_dict(),
+                    "headers": dict(request.headers),
+                    "body": raw,
+                    "json": request.get_json(silent=True),
+                    "status": response.status_code,
+                }
+            )
+        return response(environ, start_response)
+
+    def _handle(self, request: Request) -> Response:
+        if self._failures:
+            status, body, retry_after = self._failures.pop(0)
+            response = (
+                _pbx_error(status, "scripted failure") if body is None else _json(status, body)
+            )
+            if retry_after is not None:
+                response.headers["Retry-After"] = retry_after
+            return response
+        if request.path != CALL_PATH or request.method != "POST":
+            return _pbx_error(404, "Not found")
+        grant = self.tokens.get(request.headers.get("X-API-TOKEN", ""))
+        if grant is None:
+            return _pbx_error(401, "Unauthenticated.")  # constructed, see module docstring
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _pbx_error(422, "Model is not valid", validationErrors={"body": "JSON required"})
+        problems = {
+            name: f"The {name} field is required."
+            for name in ("domain_uuid", "src", "destination")
+            if not body.get(name)
+        }
+        if problems:
+            return _pbx_error(422, "Model is not valid", validationErrors=problems)
+        domains, routes = grant
+        if body["domain_uuid"] not in domains or ROUTE not in routes:
+            return _pbx_error(403, "This token is not authorized for this route or domain.")
+        src = str(body["src"])
+        if src not in self.extensions:
+            return _pbx_error(422, "src invalid")  # seed: '422 + "src invalid"'
+        if src in self._switch:
+            return _pbx_error(422, self._switch[src])  # seed: '422 + switch text -ERR …'
+        if self._stall is not None:
+            time.sleep(self._stall)
+            self._stall = None
+        # Seed, "Start a call, or click-to-call", response example.
+        return _json(
+            200,
+            {
+                "success": True,
+                "message": "Action completed successfully",
+                "call_uuid": str(uuid.uuid4()),
+                "recording": "+OK",
+            },
+        )

@@ -1,0 +1,249 @@
+"""A fake KAZOO crossbar API, over real HTTP, for click-to-call ``connect``.
+
+Reproduces, for ``GET|POST /v2/accounts/{ACCOUNT_ID}/clicktocall/{C2C_ID}/connect``:
+
+- the seed (kazoo-clicktocall.txt), "Execute the clicktocall with a supplied number": the
+  contact in ``?contact=``, the non-blocking 202 whose ``data`` is the originate request
+  (its field names and layout, ``outbound_call_id`` "c2c-{C2C_ID}-{RANDOM}" included), and
+  the schema's ``auth_required`` (default true), ``extension`` and ``whitelist``;
+- KAZOO's code (2600hz/kazoo, ``cb_clicktocall.erl``, same on 4.3 and master): the contact
+  is read from the request data or the query string, percent-encoded
+  (``kz_http_util:urlencode``, so "+" becomes "%2B") and normalized with the default
+  ``e164_converters`` (``knm_converter_regex.erl``) before the whitelist is matched; a
+  missing contact is a validation error, a whitelist miss a 400;
+- crossbar's envelope and errors (``api_util:create_default_resp_envelope``,
+  ``cb_context:add_system_error``): ``{"status": "error", "error": "<code>", "message": ...,
+  "data": ...}`` with 401 invalid_credentials, 403 forbidden, 404 bad_identifier.
+
+Tests add click-to-call endpoints (``add_c2c``), script failures (``fail_next``), and read
+``requests()`` and the originated ``calls``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+PATH = re.compile(r"^/v2/accounts/([^/]+)/clicktocall/([^/]+)/connect$")
+# knm_converter_regex: ?DEFAULT_E164_CONVERTERS, in their order; the result is the prefix
+# plus the last capture (or the whole match when there is no group), as
+# maybe_convert_to_e164 builds it.
+DEFAULT_E164_CONVERTERS = [
+    (re.compile(r"^(\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})$"), "+1"),
+    (re.compile(r"^011(\d{5,})$|^00(\d{5,})$"), "+"),
+    (re.compile(r"^[2-9]\d{7,}$"), "+"),
+]
+# Erlang's http_uri:encode/1 escapes exactly these.
+RESERVED = set(";:@&=+$,/?#[]<>\"{}|\\^%' ")
+
+
+def kazoo_contact(contact: str) -> str:
+    """What cb_clicktocall:get_c2c_contact/1 makes of the contact it was given."""
+    encoded = "".join(f"%{ord(ch):02X}" if ch in RESERVED else ch for ch in contact)
+    if encoded.startswith("+"):
+        return encoded
+    for regex, prefix in DEFAULT_E164_CONVERTERS:
+        match = regex.search(encoded)
+        if match:
+            captures = [match.group(0), *match.groups()]
+            while captures and captures[-1] is None:
+                captures.pop()  # Erlang leaves trailing unmatched groups out
+            return prefix + (captures[-1] or "")
+    return encoded
+
+
+class FakeKazoo:
+    """``with FakeKazoo(account_id=..., auth_token=...) as fake:``; ``fake.url`` is the API root."""
+
+    def __init__(self, *, account_id: str, auth_token: str, realm: str = "sip.example.com"):
+        self.account_id = account_id
+        self.auth_token = auth_token
+        self.realm = realm
+        self.c2c: dict[str, dict[str, Any]] = {}
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._log: list[dict[str, Any]] = []
+        self._failures: list[int] = []
+        self._server: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> FakeKazoo:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        # A short poll interval: shutdown() waits for it at every test's end.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # -- what tests arrange ----------------------------------------------------------
+    def add_c2c(
+        self,
+        extension: str,
+        *,
+        name: str = "Sales agent",
+        auth_required: bool = True,
+        whitelist: list[str] | None = None,
+    ) -> str:
+        """A click-to-call endpoint (seed, "Create a clicktocall endpoint"); returns its id."""
+        c2c_id = uuid.uuid4().hex
+        self.c2c[c2c_id] = {
+            "id": c2c_id,
+            "name": name,
+            "extension": extension,
+            "auth_required": auth_required,
+            "whitelist": whitelist or [],
+        }
+        return c2c_id
+
+    def fail_next(self, status: int) -> None:
+        self._failures.append(status)
+
+    # -- what tests read ---------------------------------------------------------------
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)
+
+    # -- the API ------------------------------------------------------------------------
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        raw = request.get_data(as_text=True)
+        response = self._handle(request)
+        with self._lock:
+            self._log.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.args.to_dict(),
+                    "headers": dict(request.headers),
+                    "body": raw,
+                    "json": request.get_json(silent=True),
+                    "status": response.status_code,
+                }
+            )
+        return response(environ, start_response)
+
+    def _envelope(self, status: int, body: dict[str, Any]) -> Response:
+        base = {
+            "auth_token": self.auth_token,
+            "request_id": secrets.token_hex(16),
+            "node": "fake-node",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "version": "4.3.1",
+        }
+        return Response(json.dumps({**base, **body}), status=status, mimetype="application/json")
+
+    def _error(self, status: int, message: str, data: Any) -> Response:
+        return self._envelope(
+            status, {"status": "error", "error": str(status), "message": message, "data": data}
+        )
+
+    def _handle(self, request: Request) -> Response:
+        if self._failures:
+            status = self._failures.pop(0)
+            return self._error(status, "scripted failure", {"message": "scripted failure"})
+        match = PATH.match(request.path)
+        if match is None:
+            return self._error(404, "bad_identifier", {"message": "bad identifier"})
+        if request.method not in ("GET", "POST"):
+            return self._error(405, "method_not_allowed", {"message": "method not allowed"})
+        account_id, c2c_id = match.groups()
+        doc = self.c2c.get(c2c_id) if account_id == self.account_id else None
+        # cb_clicktocall:is_auth_required: an unknown endpoint requires auth too.
+        if doc is None or doc["auth_required"]:
+            if request.headers.get("X-Auth-Token") != self.auth_token:
+                return self._error(401, "invalid_credentials", {"message": "invalid credentials"})
+            if account_id != self.account_id:
+                return self._error(403, "forbidden", {"message": "forbidden"})
+        if doc is None:
+            return self._error(
+                404, "bad_identifier", {"message": "bad identifier", "cause": c2c_id}
+            )
+        envelope = request.get_json(silent=True)
+        data = envelope.get("data") if isinstance(envelope, dict) else None
+        contact = (data or {}).get("contact") if isinstance(data, dict) else None
+        contact = contact or request.args.get("contact")
+        if not contact:
+            return self._error(
+                400,
+                "validation error",
+                {
+                    "contact": {
+                        "required": {
+                            "message": "The contact extension for this click to call has "
+                            "not been set"
+                        }
+                    }
+                },
+            )
+        route = kazoo_contact(str(contact))
+        if doc["whitelist"] and not any(re.search(p, route) for p in doc["whitelist"]):
+            return self._error(400, "Contact doesn't match whitelist", route)
+        call_id = f"c2c-{c2c_id}-{secrets.token_hex(5)}"
+        self.calls.append({"c2c_id": c2c_id, "extension": doc["extension"], "route": route})
+        return self._envelope(
+            202, {"status": "success", "data": self._originate(doc, route, call_id)}
+        )
+
+    def _originate(self, doc: dict[str, Any], route: str, call_id: str) -> dict[str, Any]:
+        """The seed's 202 ``data``, placeholders filled."""
+        realm, extension = self.realm, doc["extension"]
+        return {
+            "application_data": {"route": route},
+            "application_name": "transfer",
+            "continue_on_fail": True,
+            "custom_application_vars": {"contact": route},
+            "custom_channel_vars": {
+                "account_id": self.account_id,
+                "authorizing_id": doc["id"],
+                "authorizing_type": "clicktocall",
+                "auto_answer_loopback": True,
+                "from_uri": f"{extension}@{realm}",
+                "inherit_codec": False,
+                "loopback_request_uri": f"{route}@{realm}",
+                "request_uri": f"{route}@{realm}",
+                "retain_cid": True,
+            },
+            "dial_endpoint_method": "single",
+            "endpoints": [
+                {
+                    "invite_format": "loopback",
+                    "route": extension,
+                    "to_did": extension,
+                    "to_realm": realm,
+                }
+            ],
+            "export_custom_channel_vars": [
+                "Account-ID",
+                "Authorizing-ID",
+                "Authorizing-Type",
+                "Loopback-Request-URI",
+                "From-URI",
+                "Request-URI",
+            ],
+            "ignore_early_media": True,
+            "loopback_bowout": "false",
+            "outbound_call_id": call_id,
+            "outbound_callee_id_name": extension,
+            "outbound_callee_id_number": extension,
+            "outbound_caller_id_name": doc["name"],
+            "outbound_caller_id_number": route,
+            "simplify_loopback": "false",
+            "start_control_process": "false",
+            "timeout": 30,
+        }
