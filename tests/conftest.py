@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT.parent / "shared" / "seeds"
 TOKEN = "pat-test-0000"
-KAVKOM_SECRET = "kavkom-secret-for-tests"
+PLATFORMS = ("kavkom", "kwebbl", "kazoo", "uis", "voximplant")
+# Every shipped mapping reads <PLATFORM>_WEBHOOK_SECRET; tests use these values.
+WEBHOOK_SECRETS = {name: f"{name}-secret-for-tests" for name in PLATFORMS}
+KAVKOM_SECRET = WEBHOOK_SECRETS["kavkom"]
 
 
 def free_port() -> int:
@@ -164,7 +167,7 @@ def base_env(
         "DEFAULT_REGION": "FR",
         "MAPPINGS_DIR": str(ROOT / "mappings"),
         "INSTANCE_DIR": str(instance),
-        "KAVKOM_WEBHOOK_SECRET": KAVKOM_SECRET,
+        **{f"{name.upper()}_WEBHOOK_SECRET": secret for name, secret in WEBHOOK_SECRETS.items()},
         "OUTBOX_GRACE_S": "1",
         "OUTBOX_SWEEP_INTERVAL_S": "1",
         "BROKER_PUBLISH_TIMEOUT_S": "1",
