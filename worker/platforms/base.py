@@ -212,9 +212,11 @@ class PlatformHttp:
             response = self.session.request(
                 method, url, timeout=self.timeouts, allow_redirects=False, **kwargs
             )
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-            raise _config_error(name) from exc
-        except requests.exceptions.InvalidSchema as exc:
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ) as exc:
             raise _config_error(name) from exc
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise _unreachable(name) from exc

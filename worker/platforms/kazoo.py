@@ -34,7 +34,9 @@ class KazooClickToCall:
     """``place_call(agent=<the agent's click-to-call id>, destination_e164=...)``.
 
     ``base_url`` is the crossbar API root, e.g. ``https://kazoo.example.com:8443`` (no
-    ``/v2``): KAZOO is self-hosted, there is no default.
+    ``/v2``): KAZOO is self-hosted, there is no default. ``auth_token`` is sent as
+    ``X-Auth-Token``; it may be empty only if every agent's endpoint has
+    ``auth_required: false``.
     """
 
     platform = "kazoo"
@@ -44,7 +46,7 @@ class KazooClickToCall:
         *,
         base_url: str,
         account_id: str,
-        auth_token: str,
+        auth_token: str = "",
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         session: requests.Session | None = None,
     ):
@@ -81,17 +83,25 @@ class KazooClickToCall:
             # Crossbar's request envelope; the contact itself goes in the query, as the
             # seed shows (crossbar's req_value reads either).
             json={"data": {}},
-            headers={"X-Auth-Token": self.auth_token, "Accept": "application/json"},
+            headers=self._headers(),
         )
         envelope = json_object(response)
         if 200 <= response.status_code < 300 and envelope.get("status") != "error":
             data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
             call_id = data.get("outbound_call_id") or data.get("call_id")
-            return PlacedCall(self.platform, str(call_id) if call_id else None, envelope)
+            # Crossbar echoes the auth token in every envelope: it stays out of `raw`.
+            raw = {k: v for k, v in envelope.items() if k not in ("auth_token", "tokens")}
+            return PlacedCall(self.platform, str(call_id) if call_id else None, raw)
         raise self._error(response, envelope, c2c_id)
 
     def close(self) -> None:
         self.http.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.auth_token:  # empty for endpoints created with "auth_required": false
+            headers["X-Auth-Token"] = self.auth_token
+        return headers
 
     def _error(
         self, response: requests.Response, envelope: dict[str, Any], c2c_id: str

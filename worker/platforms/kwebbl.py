@@ -66,16 +66,16 @@ class KwebblClickToCall:
         e164 = parse_destination(destination_e164, NAME)
         # E.164 with "+", as in the seed's own POST /calls example ("+31203080700").
         body = {"from": self._from(agent), "to": {"number": e164}}
-        token = self.token_provider()
-        response = self._post(body, token)
+        tokens = [self.token_provider()]
+        response = self._post(body, tokens[-1])
         if response.status_code == 401:
-            token = self.token_provider(force_refresh=True)
-            response = self._post(body, token)
+            tokens.append(self.token_provider(force_refresh=True))
+            response = self._post(body, tokens[-1])
         if 200 <= response.status_code < 300:
             # 202 Accepted, no body: Kwebbl returns no call id. The call's `created`
             # event (from/to) is how it is found later.
             return PlacedCall(self.platform, None, json_object(response))
-        raise self._error(response, token)
+        raise self._error(response, tokens)
 
     def close(self) -> None:
         self.http.close()
@@ -100,11 +100,11 @@ class KwebblClickToCall:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
         )
 
-    def _error(self, response: requests.Response, token: str) -> ClickToCallError:
+    def _error(self, response: requests.Response, tokens: list[str]) -> ClickToCallError:
         status = response.status_code
         payload = json_object(response)  # "may contain" the error object, says the seed
         code = payload.get("error_code") if isinstance(payload.get("error_code"), str) else None
-        said = redact(payload.get("message"), [token])
+        said = redact(payload.get("message"), tokens)
         if status == 401:
             return ClickToCallError(
                 "Kwebbl no longer accepts callhook's authorization; an administrator must "

@@ -26,8 +26,16 @@ def fake() -> Iterator[FakeKavkom]:
         yield fake
 
 
-def client_for(url: str, **kwargs: object) -> KavkomClickToCall:
-    return KavkomClickToCall(api_token=TOKEN, domain_uuid=DOMAIN, base_url=url, **kwargs)  # type: ignore[arg-type]
+def client_for(
+    url: str, *, auto_answer: bool = False, timeouts: tuple[float, float] = (5.0, 75.0)
+) -> KavkomClickToCall:
+    return KavkomClickToCall(
+        api_token=TOKEN,
+        domain_uuid=DOMAIN,
+        base_url=url,
+        auto_answer=auto_answer,
+        timeouts=timeouts,
+    )
 
 
 @pytest.fixture
@@ -136,6 +144,7 @@ def test_the_switchs_refusal_is_explained(
 def test_missing_fields_come_back_as_kavkoms_validation_errors(
     fake: FakeKavkom, kavkom: KavkomClickToCall
 ) -> None:
+    # Seed, "Error codes & troubleshooting / Error format": the PBX API example, verbatim.
     fake.fail_next(
         422,
         {

@@ -6,6 +6,7 @@ normalizes the contact the way KAZOO's code does.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -58,6 +59,8 @@ def test_connect_rings_the_agents_endpoint_then_the_contact(
     assert data["application_data"]["route"] == "+33612345678"
     assert placed.call_id == data["outbound_call_id"]
     assert (placed.call_id or "").startswith(f"c2c-{c2c_id}-")
+    # Crossbar echoes auth_token in its envelope; what callhook keeps must not hold it.
+    assert TOKEN not in json.dumps(placed.raw)
 
 
 @pytest.mark.parametrize(
@@ -123,3 +126,13 @@ def test_a_failing_kazoo_may_be_retried(fake: FakeKazoo, kazoo: KazooClickToCall
     fake.fail_next(503)
     error = refused(kazoo, fake.add_c2c("1001"))
     assert (error.status, error.retryable) == (503, True)
+
+
+def test_a_public_endpoint_needs_no_token(fake: FakeKazoo) -> None:
+    # Seed, schema: "auth_required" false lets the connect URL be used without a token.
+    c2c_id = fake.add_c2c("1001", auth_required=False)
+    client = KazooClickToCall(base_url=fake.url, account_id=ACCOUNT)
+    client.place_call(c2c_id, "+33612345678")
+    client.close()
+    assert "X-Auth-Token" not in fake.requests()[0]["headers"]
+    assert fake.calls[0]["route"] == "+33612345678"

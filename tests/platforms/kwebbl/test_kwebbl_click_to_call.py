@@ -109,6 +109,7 @@ def test_an_expired_token_is_refreshed_once_and_the_call_sent_again(
 def test_a_refused_refresh_asks_for_kwebbl_to_be_reconnected(
     fake: FakeKwebbl, kwebbl: KwebblClickToCall, tokens: Tokens, agent_id: str
 ) -> None:
+    # Seed, "Placing a new call": the error object ("message" is optional).
     fake.fail_next(401, {"status_code": 401, "error_code": "invalid_grant"})
     fake.fail_next(401, {"status_code": 401, "error_code": "invalid_grant"})
 
@@ -151,6 +152,7 @@ def test_a_malformed_agent_or_number_sends_nothing(
 def test_a_token_kwebbl_echoes_back_is_hidden(
     fake: FakeKwebbl, kwebbl: KwebblClickToCall, tokens: Tokens, agent_id: str
 ) -> None:
+    # The seed's error object, with a message that (wrongly) quotes the token.
     fake.fail_next(
         400, {"status_code": 400, "error_code": "validation", "message": f"bad {tokens.current}"}
     )
