@@ -8,11 +8,13 @@ HTTP server in ``tests/fake_hubspot`` spoken to by the real hubspot-api-client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -297,3 +299,91 @@ def client(stack: dict[str, Any], hubspot: FakeHubSpot):  # type: ignore[no-unty
 
 def load_fixture(platform: str, name: str) -> bytes:
     return (ROOT / "tests" / "platforms" / platform / "fixtures" / name).read_bytes()
+
+
+class LiveServer:
+    """The receiver app on a real threaded HTTP server, for clients that stream (SSE)."""
+
+    def __init__(self) -> None:
+        from werkzeug.serving import make_server
+
+        from webhook_receiver import create_app
+
+        self.app = create_app()
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live_server(stack: dict[str, Any]) -> Iterator[LiveServer]:
+    server = LiveServer()
+    yield server
+    server.close()
+
+
+class EventStream:
+    """Reads a Server-Sent Events stream in a thread; `next_event` waits for the next one."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        import http.client
+        import queue
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.events: queue.Queue[dict[str, str]] = queue.Queue()
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.conn.request("GET", f"{parts.path}?{parts.query}", headers=headers or {})
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+        else:
+            self.body = self.response.read()
+
+    def _read(self) -> None:
+        event: dict[str, str] = {}
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\r\n")
+                if line == "":
+                    if "data" in event:
+                        self.events.put(event)
+                    event = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    event[name] = value.lstrip(" ")
+        except (OSError, ValueError):  # the test closed the stream
+            return
+
+    def next_event(self, timeout: float = 20) -> dict[str, str]:
+        import queue
+
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no server-sent event within {timeout}s") from None
+
+    def nothing_within(self, seconds: float) -> bool:
+        import queue
+
+        try:
+            self.events.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self) -> None:
+        import socket
+
+        if self.conn.sock is not None:
+            with contextlib.suppress(OSError):
+                self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()

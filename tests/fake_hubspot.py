@@ -150,8 +150,10 @@ class FakeHubSpot:
         default_region: str = "US",
         rate_limit: tuple[int, float] = (100, 10.0),
         search_per_second: int = 5,
+        portal_id: int = 26_123_456,
     ):
         self.token = token
+        self.portal_id = portal_id
         self.region = default_region
         self.rate_limit = rate_limit
         self.search_per_second = search_per_second
@@ -387,7 +389,26 @@ class FakeHubSpot:
         parts = request.path.strip("/").split("/")
         method = request.method
         if parts[:2] == ["crm", "v3"] and parts[2:3] == ["owners"]:
+            if len(parts) == 4 and method == "GET":
+                return self._owner(parts[3])
             return self._owners(request)
+        if parts == ["account-info", "v3", "details"] and method == "GET":
+            return Response(
+                json.dumps(
+                    {
+                        "portalId": self.portal_id,
+                        "accountType": "STANDARD",
+                        "timeZone": "Europe/Paris",
+                        "companyCurrency": "EUR",
+                        "additionalCurrencies": [],
+                        "utcOffset": "+01:00",
+                        "utcOffsetMilliseconds": 3_600_000,
+                        "uiDomain": "app-eu1.hubspot.com",
+                        "dataHostingLocation": "eu1",
+                    }
+                ),
+                mimetype="application/json",
+            )
         if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
             object_type = parts[3]
             if object_type not in self.objects:
@@ -465,6 +486,8 @@ class FakeHubSpot:
         return _property_errors(errors) if errors else None
 
     def _create(self, object_type: str, request: Request) -> Response:
+        if object_type == "contacts":
+            return self._create_contact(request)
         if object_type not in ("calls", "tasks"):
             return _error(405, "VALIDATION_ERROR", f"create {object_type} is not faked")
         body = self._json(request)
@@ -509,6 +532,45 @@ class FakeHubSpot:
         return Response(
             json.dumps(self._public(obj, None)), status=201, mimetype="application/json"
         )
+
+    def _create_contact(self, request: Request) -> Response:
+        body = self._json(request)
+        if body is None or not isinstance(body.get("properties"), dict):
+            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: properties are required")
+        unknown = [n for n in body["properties"] if n not in CONTACT_PROPERTIES]
+        if unknown:
+            return _property_errors(
+                [
+                    {"isValid": False, "message": f'Property "{n}" does not exist',
+                     "error": "PROPERTY_DOESNT_EXIST", "name": n}
+                    for n in unknown
+                ]
+            )  # fmt: skip
+        contact_id = self.add_contact(**body["properties"])
+        obj = self.objects["contacts"][contact_id]
+        return Response(
+            json.dumps(self._public(obj, None)), status=201, mimetype="application/json"
+        )
+
+    def _owner(self, owner_id: str) -> Response:
+        owner = next((o for o in self.owners if o["id"] == owner_id), None)
+        if owner is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"resource not found: {owner_id}")
+        return Response(json.dumps(self._public_owner(owner)), mimetype="application/json")
+
+    def _public_owner(self, o: dict[str, Any]) -> dict[str, Any]:
+        now = _iso(time.time())
+        return {
+            "id": o["id"],
+            "email": o["email"],
+            "firstName": o["first"],
+            "lastName": o["last"],
+            "userId": int(o["id"]) % 1_000_000,
+            "type": "PERSON",
+            "createdAt": now,
+            "updatedAt": now,
+            "archived": False,
+        }
 
     def _update(self, object_type: str, object_id: str, request: Request) -> Response:
         obj = self.objects[object_type].get(object_id)
@@ -579,21 +641,7 @@ class FakeHubSpot:
         email = request.args.get("email")
         limit = int(request.args.get("limit") or 100)
         matches = [o for o in self.owners if email is None or o["email"].lower() == email.lower()]
-        now = _iso(time.time())
-        results = [
-            {
-                "id": o["id"],
-                "email": o["email"],
-                "firstName": o["first"],
-                "lastName": o["last"],
-                "userId": int(o["id"]) % 1_000_000,
-                "type": "PERSON",
-                "createdAt": now,
-                "updatedAt": now,
-                "archived": False,
-            }
-            for o in matches[:limit]
-        ]
+        results = [self._public_owner(o) for o in matches[:limit]]
         return Response(json.dumps({"results": results}), mimetype="application/json")
 
 

@@ -304,6 +304,39 @@ def events_replay(event_id: int) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.group()
+def agents() -> None:
+    """Agents' personal links to the screen-pop page."""
+
+
+@agents.command("link")
+@click.argument("email")
+def agents_link(email: str) -> None:
+    """Print a new personal link to EMAIL's agent page (send it to the agent)."""
+    from webhook_receiver.mapping import load_mappings
+    from worker.agent_links import create_link
+
+    settings = _settings_or_exit()
+    try:
+        directory = load_mappings(settings.mappings_dir).agents
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if directory.by_email(email) is None:
+        raise click.ClickException(f"{email} is not in agents.yaml; add the agent there first")
+    base = settings.public_base_url.rstrip("/") or f"http://127.0.0.1:{settings.port}"
+    click.echo(f"{base}/agent?k={create_link(email)}")
+
+
+@agents.command("revoke")
+@click.argument("email")
+def agents_revoke(email: str) -> None:
+    """Revoke every link of EMAIL (open pages stop at their next reconnect)."""
+    from worker.agent_links import revoke
+
+    _settings_or_exit()
+    click.echo(f"revoked {revoke(email)} link(s) of {email}")
+
+
 def register_commands(group: click.Group) -> None:
     """Hang the commands under ``flask --app webhook_receiver`` too."""
     for command in cli.commands.values():

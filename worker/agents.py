@@ -20,6 +20,8 @@ class Agent(BaseModel):
     hubspot_owner_id: str | None = None
     # platform → the identifiers that platform uses for this agent (extensions, user ids).
     extensions: dict[str, list[str]] = Field(default_factory=dict)
+    # Open the caller's CRM record by itself when a call rings (the agent can change it).
+    auto_open: bool = False
 
 
 class AgentDirectory(BaseModel):
@@ -42,6 +44,9 @@ class AgentDirectory(BaseModel):
                         )
                     seen[key] = agent.email
         return self
+
+    def by_email(self, email: str) -> Agent | None:
+        return next((a for a in self.agents if a.email.lower() == email.lower()), None)
 
     def find(self, platform: str, ident: str | None) -> Agent | None:
         """The agent a platform's extension / user id belongs to, if listed."""

@@ -8,6 +8,7 @@ idempotent, so running one twice is harmless.
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 
 from worker.redis_conn import celery_broker_url, redis_url
 from worker.settings import get_settings
@@ -31,6 +32,13 @@ def configure() -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue="callhook",
+        # Three queues so a slow or throttled CRM never delays folding events or a
+        # screen-pop; a worker started without -Q consumes all three.
+        task_queues=[Queue("callhook"), Queue("pops"), Queue("crm")],
+        task_routes={
+            "callhook.screen_pop": {"queue": "pops"},
+            "callhook.log_call": {"queue": "crm"},
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=timeout,
         broker_transport_options={

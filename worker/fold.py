@@ -232,13 +232,15 @@ def _call_for(session: Session, event: CallEvent) -> tuple[Call, bool]:
     return target, True
 
 
-def fold_events(session: Session, events: list[CallEvent], webhook_event_id: int) -> list[Call]:
-    """Fold events into their calls in the current transaction; returns the calls touched.
+def fold_events(
+    session: Session, events: list[CallEvent], webhook_event_id: int
+) -> list[tuple[CallEvent, Call]]:
+    """Fold events into their calls in the current transaction; returns each event's call.
 
     A call whose folded state changed after it ended is marked for a CRM sync;
     one whose state did not change is left alone (duplicates cost nothing).
     """
-    touched: dict[int, Call] = {}
+    folded: list[tuple[CallEvent, Call]] = []
     for position, event in enumerate(events):
         call, merged = _call_for(session, event)
         assert call.id is not None
@@ -259,5 +261,5 @@ def fold_events(session: Session, events: list[CallEvent], webhook_event_id: int
                 call.crm_status = CrmStatus.PENDING
         session.add(call)
         session.flush()
-        touched[call.id] = call
-    return list(touched.values())
+        folded.append((event, call))
+    return folded

@@ -183,3 +183,16 @@ class DryRunRequest(SQLModel, table=True):
     method: str = Field(max_length=8)
     path: str = Field(max_length=500)
     body: dict[str, Any] | list[Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class AgentLink(SQLModel, table=True):
+    """A personal link to the agent page: signed, and revocable by deleting its row's right."""
+
+    __tablename__ = "agent_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, index=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    revoked_at: datetime | None = _ts()

@@ -6,20 +6,31 @@ Kept out of the task module so they run, and are tested, without a broker.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlmodel import select
 
+from worker.agents import AgentDirectory
 from worker.db import session_scope
 from worker.events import CallEvent
 from worker.fold import fold_events
 from worker.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
+from worker.pops import PopAction, pop_actions
 
 log = logging.getLogger("callhook.worker")
 
 
-def process_stored_event(event_id: int) -> list[int]:
-    """Fold a stored event into its calls; returns the ids of calls due for a CRM sync.
+@dataclass
+class Processed:
+    """What a stored event led to: calls due for a CRM sync, pops to make."""
+
+    due: list[int] = field(default_factory=list)
+    pops: list[PopAction] = field(default_factory=list)
+
+
+def process_stored_event(event_id: int, agents: AgentDirectory | None = None) -> Processed:
+    """Fold a stored event into its calls; says which calls are due for a CRM sync.
 
     Safe to run twice for one event (a sweep may re-enqueue it): the event row is
     locked and a processed event is skipped.
@@ -28,7 +39,7 @@ def process_stored_event(event_id: int) -> list[int]:
         stmt = select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
         event = session.exec(stmt.execution_options(populate_existing=True)).first()
         if event is None or event.status != EventStatus.PENDING:
-            return []
+            return Processed()
         try:
             events = [CallEvent.from_json(data) for data in event.canonical]
         except ValueError as exc:
@@ -37,12 +48,19 @@ def process_stored_event(event_id: int) -> list[int]:
             event.error = f"stored canonical event is invalid: {exc}"
             session.add(event)
             log.error("event.invalid id=%s", event_id)
-            return []
-        calls = fold_events(session, events, event_id)
+            return Processed()
+        folded = fold_events(session, events, event_id)
         event.status = EventStatus.PROCESSED
         event.processed_at = utcnow()
         session.add(event)
-        return [c.id for c in calls if c.crm_status == CrmStatus.PENDING and c.id is not None]
+        result = Processed()
+        for canonical, call in folded:
+            assert call.id is not None
+            if call.crm_status == CrmStatus.PENDING and call.id not in result.due:
+                result.due.append(call.id)
+            if agents is not None:
+                result.pops.extend(pop_actions(call, canonical, agents))
+        return result
 
 
 def events_to_enqueue(grace: timedelta, stale: timedelta) -> list[int]:

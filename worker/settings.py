@@ -7,7 +7,10 @@ surfacing later as a confusing runtime error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import secrets
 from pathlib import Path
 
 import phonenumbers
@@ -43,6 +46,16 @@ class Settings(BaseSettings):
     # (its task was lost with a killed worker).
     crm_resync_after_s: float = 300.0
     hubspot_timeout_s: float = 15.0
+    # Signs agents' personal links; without it a key is generated under INSTANCE_DIR
+    # (fine on one machine, not across dynos: set it in production).
+    secret_key: SecretStr | None = None
+    # The HubSpot account id in record links; asked of HubSpot's account-info API if unset.
+    hubspot_portal_id: str = ""
+    # How long a CRM contact lookup is reused (the pop and the call log share it).
+    contact_cache_s: float = 300.0
+    contact_cache_miss_s: float = 30.0
+    # A ringing pop left without news (lost "ended" webhook) closes after this long.
+    pop_ttl_s: float = 600.0
 
     @field_validator("default_region")
     @classmethod
@@ -81,6 +94,23 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    def signing_key(self) -> str:
+        """SECRET_KEY, or one generated once and kept under INSTANCE_DIR (one-machine use)."""
+        if self.secret_key is not None and self.secret_key.get_secret_value().strip():
+            return self.secret_key.get_secret_value()
+        path = self.instance_dir / "secret_key"
+        if not path.exists():
+            # Written aside, then linked into place: two processes starting together
+            # agree on whichever key was linked first.
+            self.instance_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"secret_key.{os.getpid()}")
+            draft.write_text(secrets.token_urlsafe(32))
+            draft.chmod(0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip()
 
     @property
     def dry_run(self) -> bool:

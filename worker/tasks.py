@@ -11,11 +11,14 @@ import logging
 import random
 from datetime import timedelta
 
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from worker import pops
 from worker.call_logging import give_up, sync_call
 from worker.celery_app import MAX_RETRY_DELAY_S, app
 from worker.crm.factory import crm_for_call
+from worker.mapping_files import worker_mapping_files
 from worker.pipeline import calls_to_sync, events_to_enqueue, mark_enqueued, process_stored_event
 from worker.settings import get_settings
 
@@ -35,11 +38,27 @@ def backoff(retries: int, hint: float | None = None) -> float:
 @app.task(name="callhook.process_event", bind=True, max_retries=20)
 def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
-        due = process_stored_event(event_id)
+        result = process_stored_event(event_id, worker_mapping_files().agents)
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
-    for call_id in due:
+    # Pops first: the phone is ringing, the CRM log can wait a few milliseconds.
+    try:
+        for action in result.pops:
+            if action.ring_email:
+                screen_pop.apply_async((action.call_id, action.ring_email))
+        updates = {a.call_id for a in result.pops if a.update}
+        if updates:
+            pops.update(updates)
+    except RedisError as exc:  # a missed pop must not block the call log
+        log.warning("pop.failed event=%s error=%s", event_id, type(exc).__name__)
+    for call_id in result.due:
         log_call.apply_async((call_id,))
+
+
+@app.task(name="callhook.screen_pop", ignore_result=True)
+def screen_pop(call_id: int, email: str) -> None:
+    """Look the caller up and show the card; never retried (the ringing would be over)."""
+    pops.ring(call_id, email)
 
 
 @app.task(name="callhook.log_call", bind=True, max_retries=None)

@@ -199,6 +199,14 @@ class PlatformMapping(Strict):
     ignore: list[dict[str, Condition]] = Field(default_factory=list)
     events: list[EventRule] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extension_keys(cls, data: Any) -> Any:
+        # `x-…` top-level keys hold YAML anchors shared by rules (as in docker-compose).
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not str(k).startswith("x-")}
+        return data
+
     @field_validator("absent_values")
     @classmethod
     def _patterns(cls, values: list[str]) -> list[str]:

@@ -41,6 +41,17 @@ class RecordingTransport:
         self._record("GET", f"/crm/v3/owners?email={email}&limit=1", None)
         return None
 
+    def owner_by_id(self, owner_id: str) -> dict[str, Any] | None:
+        self._record("GET", f"/crm/v3/owners/{owner_id}", None)
+        return None
+
+    def create_contact(self, body: dict[str, Any]) -> str:
+        return f"dry-run-{self._record('POST', '/crm/v3/objects/contacts', body)}"
+
+    def account_details(self) -> dict[str, Any]:
+        # No account to ask: record links in a dry run point nowhere.
+        return {}
+
 
 class DryRunTransport(RecordingTransport):
     """Stores each request in the database with the call it belongs to."""

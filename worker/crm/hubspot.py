@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import phonenumbers
+import requests
 from hubspot import HubSpot
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
@@ -42,6 +43,16 @@ class Transport(Protocol):
     def create_call(self, body: dict[str, Any]) -> str: ...
     def update_call(self, crm_id: str, body: dict[str, Any]) -> None: ...
     def owner_id_for_email(self, email: str) -> str | None: ...
+    def owner_by_id(self, owner_id: str) -> dict[str, Any] | None: ...
+    def create_contact(self, body: dict[str, Any]) -> str: ...
+    def account_details(self) -> dict[str, Any]: ...
+
+
+class ContactCache(Protocol):
+    """Where lookups are remembered across processes (Redis in the worker and web)."""
+
+    def get(self, e164: str) -> tuple[bool, Contact | None]: ...
+    def put(self, e164: str, contact: Contact | None) -> None: ...
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -83,6 +94,7 @@ class ClientTransport:
     def __init__(self, token: str, base_url: str, timeout_s: float):
         self.client = HubSpot(access_token=token, host=base_url, retry=Retry(0, redirect=False))
         self.timeout = (min(5.0, timeout_s), timeout_s)
+        self.token, self.base_url = token, base_url
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -107,6 +119,37 @@ class ClientTransport:
     def owner_id_for_email(self, email: str) -> str | None:
         page = self._call(self.client.crm.owners.owners_api.get_page, email=email, limit=1)
         return str(page.results[0].id) if page.results else None
+
+    def owner_by_id(self, owner_id: str) -> dict[str, Any] | None:
+        try:
+            owner = self._call(self.client.crm.owners.owners_api.get_by_id, int(owner_id))
+        except PermanentCrmError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {"id": str(owner.id), "email": owner.email, "first": owner.first_name,
+                "last": owner.last_name}  # fmt: skip
+
+    def create_contact(self, body: dict[str, Any]) -> str:
+        return str(self._call(self.client.crm.contacts.basic_api.create, body).id)
+
+    def account_details(self) -> dict[str, Any]:
+        # The client library has no typed account-info API; its generic helper has no
+        # timeout, so this one documented GET goes out directly.
+        try:
+            response = requests.get(
+                f"{self.base_url}/account-info/v3/details",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise TransientCrmError(f"HubSpot unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            error = PermanentCrmError if response.status_code < 500 else TransientCrmError
+            raise error(
+                f"HubSpot {response.status_code} on account info", status=response.status_code
+            )
+        return response.json()
 
 
 def national_number(e164: str) -> str:
@@ -139,12 +182,15 @@ class HubSpotCrm:
         mapping: HubSpotMapping,
         agents: AgentDirectory,
         default_region: str,
+        cache: ContactCache | None = None,
     ):
         self.transport = transport
         self.mapping = mapping
         self.agents = agents
         self.region = default_region
+        self.cache = cache
         self._owners: dict[str, tuple[float, str | None]] = {}
+        self._owner_names: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     # -- lookups -------------------------------------------------------------
     def contact_search_body(self, e164: str) -> dict[str, Any]:
@@ -164,14 +210,26 @@ class HubSpotCrm:
             "limit": 20,
         }
 
-    def find_contact_by_number(self, e164: str) -> Contact | None:
+    def find_contact_by_number(self, e164: str, *, recheck_miss: bool = False) -> Contact | None:
         """The most recently modified contact whose number is this one, country checked.
 
+        Lookups go through the shared cache; `recheck_miss` asks HubSpot again when the
+        cache only remembers that nobody was found (before creating a contact).
         The calculated properties match on the national number alone, so +33 6…
         and +44 6… could both match: a contact whose stored number parses to
         another country is rejected; one whose number cannot be parsed is kept
         only when no exact match exists.
         """
+        if self.cache is not None:
+            known, contact = self.cache.get(e164)
+            if known and (contact is not None or not recheck_miss):
+                return contact
+        contact = self._search_contact(e164)
+        if self.cache is not None:
+            self.cache.put(e164, contact)
+        return contact
+
+    def _search_contact(self, e164: str) -> Contact | None:
         results = self.transport.search_contacts(self.contact_search_body(e164))
         exact, unsure = None, None
         for row in results:
@@ -187,14 +245,29 @@ class HubSpotCrm:
         agent = self.agents.find(platform, agent_ident)
         if agent is None:
             return None
-        if agent.hubspot_owner_id:
-            return agent.hubspot_owner_id
-        cached = self._owners.get(agent.email)
+        return self.owner_for_email(agent.email, agent.hubspot_owner_id)
+
+    def owner_for_email(self, email: str, known_id: str | None = None) -> str | None:
+        """The HubSpot owner id of a user, by email (cached; a miss is cached too)."""
+        if known_id:
+            return known_id
+        cached = self._owners.get(email)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        owner_id = self.transport.owner_id_for_email(agent.email)
-        self._owners[agent.email] = (time.monotonic() + OWNER_CACHE_S, owner_id)
+        owner_id = self.transport.owner_id_for_email(email)
+        self._owners[email] = (time.monotonic() + OWNER_CACHE_S, owner_id)
         return owner_id
+
+    def owner(self, owner_id: str | None) -> dict[str, Any] | None:
+        """An owner's id, email and names (cached per process: owners rarely change)."""
+        if not owner_id:
+            return None
+        cached = self._owner_names.get(owner_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        owner = self.transport.owner_by_id(owner_id)
+        self._owner_names[owner_id] = (time.monotonic() + OWNER_CACHE_S, owner)
+        return owner
 
     def find_logged_call(self, external_id: str) -> str | None:
         """The record an earlier create made though its answer was lost, if there is one.
