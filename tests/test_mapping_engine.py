@@ -60,9 +60,11 @@ events:
       stage: {value: ringing}
       agent: [ext, employee]
       external_number: {path: number, type: phone}
+      variables: {rest: true}
 """)
     (event,) = events(m, {"id": '"7"', "ext": "{{extension_phone_number}}", "employee": '"Ann"',
-                          "number": '"79260000000"'})  # fmt: skip
+                          "number": '"79260000000"', "source": '"va"', "tags": "null"})  # fmt: skip
+    assert event["variables"] == {"source": "va"}
     assert (event["call_id"], event["agent"], event["external_number"]) == (
         "7",
         "Ann",

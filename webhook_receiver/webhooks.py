@@ -73,6 +73,9 @@ def receive(platform: str):  # type: ignore[no-untyped-def]
     # Size: Flask enforces MAX_CONTENT_LENGTH while reading; the 413 handler answers.
     raw = request.get_data(cache=True)
     fmt = "query" if request.method == "GET" else body_format(request.mimetype)
+    mapping = _platforms().get(platform)
+    if fmt is None and mapping is not None and mapping.any_content_type_is_json:
+        fmt = "json"
     if fmt is None:
         return refuse(
             415,
@@ -80,7 +83,6 @@ def receive(platform: str):  # type: ignore[no-untyped-def]
             f"content type {request.mimetype or '(none)'!r} is not JSON or form-encoded",
             platform,
         )
-    mapping = _platforms().get(platform)
     if mapping is None:
         return refuse(
             404, "webhook.unknown_platform", f"no mapping file for platform {platform!r}", platform

@@ -194,7 +194,9 @@ def _variables(rule: EventRule, ctx: _Context) -> dict[str, Any]:
         for key, value in ctx.root.items():
             if key not in used and key not in spec.exclude:
                 found[key] = value
-    return found
+    # Variables get the same clean-up as fields: no quoted text, no unfilled placeholder.
+    cleaned = {key: _clean(value, ctx.mapping) for key, value in found.items()}
+    return {key: value for key, value in cleaned.items() if _present(value)}
 
 
 def _build(mapping: PlatformMapping, rule: EventRule, ctx: _Context) -> CallEvent | None:

@@ -185,6 +185,9 @@ class PlatformMapping(Strict):
     source: str | None = None
     auth: Auth
     accept: list[Literal["json", "form", "query"]] = Field(default_factory=lambda: ["json"])
+    # Read a body of an unexpected Content-Type (text/plain…) as JSON: for platforms whose
+    # admins write the body themselves and whose sending header is not documented (UIS).
+    any_content_type_is_json: bool = False
     timezone: str = "UTC"
     default_region: str | None = None
     dedupe_key: FieldSpec | None = None

@@ -1,0 +1,81 @@
+"""The agent page in a real browser (Debian's headless Chromium, driven by Playwright).
+
+What an agent sees: the caller's name on a card while the phone rings, the card turning
+"on the call" then "ended"; a colleague's page stays empty.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import KAVKOM_SECRET, LiveServer
+from tests.test_screen_pop import live
+from worker.agent_links import create_link
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+if CHROMIUM is None and os.environ.get("CALLHOOK_REQUIRE_BROWSER"):
+    raise RuntimeError("CALLHOOK_REQUIRE_BROWSER is set but no chromium binary was found")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (.ci/run does)"
+)
+# As the machine's notes advise: no background networking (the sandbox has no internet).
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def post(server: LiveServer, payload: dict[str, Any]) -> None:
+    response = requests.post(f"{server.url}/webhooks/kavkom", json=payload, timeout=10,
+                             headers={"Authorization": f"Bearer {KAVKOM_SECRET}"})  # fmt: skip
+    assert response.status_code == 200, response.text
+
+
+def test_agent_sees_the_caller_card_follow_the_call(browser, live_server, hubspot) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    hubspot.add_contact(firstname="Grace", lastname="Hopper", company="Navy Labs",
+                        phone="06 12 34 56 50")  # fmt: skip
+    alice = browser.new_page()
+    bob = browser.new_page()
+    alice.goto(f"{live_server.url}/agent?k={create_link('alice@example.com')}")
+    bob.goto(f"{live_server.url}/agent?k={create_link('bob@example.com')}")
+    expect(alice.locator("#status")).to_have_text("connected")
+    expect(bob.locator("#status")).to_have_text("connected")
+
+    post(live_server, live("browser-1", "ringing", "1001", "33612345650"))
+    card = alice.locator('[data-call="kavkom:browser-1"]')
+    expect(card.locator(".who")).to_have_text("Grace Hopper")
+    expect(card).to_have_attribute("data-state", "ringing")
+    expect(card).to_contain_text("Navy Labs")
+    expect(card.locator('[data-role="open-record"]')).to_have_attribute(
+        "href", re.compile(r"^https://app-eu1\.hubspot\.com/contacts/26123456/record/0-1/\d+$")
+    )
+
+    post(live_server, live("browser-1", "active", "1001", "33612345650"))
+    expect(card).to_have_attribute("data-state", "answered")
+    expect(card.locator(".state")).to_have_text("On the call")
+    post(live_server, live("browser-1", "finished", "1001", "33612345650"))
+    expect(card).to_have_attribute("data-state", "ended")
+
+    expect(bob.locator('[data-call="kavkom:browser-1"]')).to_have_count(0)
+    expect(bob.locator("#empty")).to_be_visible()
+    alice.close()
+    bob.close()
