@@ -302,4 +302,13 @@ def _map_one(mapping: PlatformMapping, ctx: _Context) -> tuple[list[CallEvent], 
             return [], f"{label}: stage is ignored"
         return events, None
     names = ", ".join(r.name or f"events[{i}]" for i, r in enumerate(mapping.events))
-    raise MappingError(f"no event rule matches this payload (rules: {names})")
+    raise MappingError(f"no event rule matches this payload{_seen(mapping, ctx)} (rules: {names})")
+
+
+def _seen(mapping: PlatformMapping, ctx: _Context) -> str:
+    """What the payload says in the fields the rules test, e.g. ` (event_type='parked')`."""
+    paths = dict.fromkeys(
+        p for r in mapping.events for p, c in r.when.items() if c != {"present": True}
+    )
+    found = [f"{p}={_lookup(ctx, p)!r}" for p in paths if _present(_lookup(ctx, p))]
+    return f" ({', '.join(found)})" if found else ""
