@@ -28,6 +28,8 @@ from worker.contacts import ensure_contact
 from worker.crm.base import CrmError
 from worker.crm.factory import crm_for_lookups
 from worker.models import utcnow
+from worker.platforms.base import ClickToCallError
+from worker.platforms.registry import click_to_call_for
 from worker.pops import record_url, stream_key
 from worker.redis_conn import connect, redis_url
 from worker.settings import get_settings
@@ -136,14 +138,9 @@ def create_contact():  # type: ignore[no-untyped-def]
     agent, _ = current_agent()
     data = request.get_json(silent=True) or request.form
     raw = str(data.get("number") or "")
-    try:
-        number = phonenumbers.parse(raw, None)
-        valid = phonenumbers.is_valid_number(number)
-    except phonenumbers.NumberParseException:
-        valid = False
-    if not valid:
-        return jsonify(error="bad_number", reason=f"{raw!r} is not a phone number in E.164"), 400
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = parse_number(raw, get_settings().default_region)
+    if e164 is None:
+        return jsonify(error="bad_number", reason=f"{raw!r} is not a phone number"), 400
     crm = crm_for_lookups()
     client = connect()
     try:
@@ -155,3 +152,67 @@ def create_contact():  # type: ignore[no-untyped-def]
         return jsonify(error="crm_unavailable", reason=f"HubSpot refused or failed: {exc}"), 502
     log.info("agent.contact agent=%s contact=%s created=%s", agent.email, contact.id, created)
     return jsonify(contact_id=contact.id, created=created, url=url), 201 if created else 200
+
+
+def parse_number(raw: str, region: str) -> str | None:
+    """E.164 for what an agent typed or a CRM link carries ("06 12…" reads in DEFAULT_REGION)."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@bp.post("/agent/call")
+def place_call():  # type: ignore[no-untyped-def]
+    """Click-to-call: ring the agent's phone, then the number (through their platform)."""
+    agent, _ = current_agent()
+    data = request.get_json(silent=True) or request.form
+    raw = str(data.get("to") or "").strip()
+    settings = get_settings()
+    e164 = parse_number(raw, settings.default_region)
+    if e164 is None:
+        return jsonify(error="bad_number", reason=f"{raw!r} is not a phone number"), 400
+    try:
+        platform, client, ident = click_to_call_for(agent, settings)
+        placed = client.place_call(ident, e164)
+    except ClickToCallError as exc:
+        log.info("agent.call_refused agent=%s code=%s", agent.email, exc.code)
+        status = 409 if exc.code == "not_configured" else 502
+        body: dict[str, Any] = {"error": exc.code or "refused", "reason": exc.message}
+        if exc.retry_after:
+            body["retry_after"] = exc.retry_after
+        return jsonify(body), status
+    log.info("agent.call agent=%s platform=%s call=%s", agent.email, platform, placed.call_id)
+    shown = phonenumbers.format_number(
+        phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return jsonify(
+        status="ringing",
+        platform=platform,
+        call_id=placed.call_id,
+        message=f"Your phone rings first; pick up to be connected to {shown}.",
+    ), 202
+
+
+@bp.get("/call")
+def call_link():  # type: ignore[no-untyped-def]
+    """A link a CRM can hold (`/call?to=+33…`): a page that asks before dialling.
+
+    A GET never places a call by itself (link previews and prefetchers follow links);
+    the page posts to /agent/call with the agent's link, from the URL or this browser.
+    """
+    raw = request.args.get("to", "")
+    e164 = parse_number(raw, get_settings().default_region)
+    if e164 is None:
+        abort(400, description=f"{raw!r} is not a phone number")
+    return render_template(
+        "call.html",
+        number=e164,
+        token=request.args.get("k", ""),
+        display=phonenumbers.format_number(
+            phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        ),
+    )

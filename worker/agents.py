@@ -11,6 +11,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 
+class Dial(BaseModel):
+    """Which platform places this agent's click-to-call, and the agent's id there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    platform: str
+    # Kavkom extension, Kwebbl extension id or number, KAZOO click-to-call endpoint id
+    # (each KAZOO endpoint rings one fixed extension), UIS employee id.
+    id: str
+
+
 class Agent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -22,6 +33,9 @@ class Agent(BaseModel):
     extensions: dict[str, list[str]] = Field(default_factory=dict)
     # Open the caller's CRM record by itself when a call rings (the agent can change it).
     auto_open: bool = False
+    # Click-to-call; default: the first platform of `extensions` whose API is configured,
+    # with the agent's first identifier there (KAZOO needs `dial`: its endpoint id).
+    dial: Dial | None = None
 
 
 class AgentDirectory(BaseModel):

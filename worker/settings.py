@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     # A ringing pop left without news (lost "ended" webhook) closes after this long.
     pop_ttl_s: float = 600.0
 
+    # Click-to-call: each platform's API, enabled when its credentials are set.
+    kavkom_api_token: SecretStr | None = None
+    kavkom_domain_uuid: str = ""
+    kavkom_api_base_url: str = "https://api.kavkom.com"
+    kwebbl_api_base_url: str = "https://realtime.api.kwebbl.net/v100"
+    kwebbl_access_token: SecretStr | None = None
+    kazoo_api_url: str = ""
+    kazoo_account_id: str = ""
+    kazoo_auth_token: SecretStr | None = None
+    uis_call_api_url: str = "https://callapi.uiscom.ru/v4.0"
+    uis_access_token: SecretStr | None = None
+    uis_virtual_phone_number: str = ""
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
