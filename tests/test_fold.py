@@ -82,3 +82,10 @@ def test_unanswered_inbound_call_is_a_missed_call() -> None:
         [EVENTS[0], CallEvent(platform="p", call_id="c", stage="ended", occurred_at=at(20))]
     )
     assert call.outcome == "no_answer"
+
+
+def test_equal_events_disagreeing_converge_whatever_their_order() -> None:
+    # Same stage, same time, different agents (two legs reported at once): no "last wins".
+    a = CallEvent(platform="p", call_id="c", stage="answered", agent="1001", occurred_at=at(5))
+    b = CallEvent(platform="p", call_id="c", stage="answered", agent="1002", occurred_at=at(5))
+    assert fold([a, b]).agent == fold([b, a]).agent

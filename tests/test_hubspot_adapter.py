@@ -114,3 +114,15 @@ def test_owner_comes_from_the_agent_email(fake: FakeHubSpot) -> None:
     assert result.owner_id == owner
     (logged,) = fake.calls()
     assert logged["properties"]["hubspot_owner_id"] == owner
+
+
+def test_duration_comes_from_the_times_when_the_platform_states_none(fake: FakeHubSpot) -> None:
+    # Kwebbl sends only event times: answered 12:00:05, terminated 12:01:47 → 102 s of talk.
+    call = snapshot(
+        "t-times", "+33612345627", duration_s=None,
+        answered_at=datetime(2026, 3, 18, 12, 0, 5, tzinfo=UTC),
+        ended_at=datetime(2026, 3, 18, 12, 1, 47, tzinfo=UTC),
+    )  # fmt: skip
+    adapter(fake).log_call(call)
+    (logged,) = fake.calls()
+    assert logged["properties"]["hs_call_duration"] == "102000"

@@ -22,6 +22,7 @@ from tests.conftest import (
     KAVKOM_SECRET,
     ROOT,
     TOKEN,
+    WEBHOOK_SECRETS,
     free_port,
     load_fixture,
     wait_until,
@@ -67,7 +68,7 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
         "HUBSPOT_ACCESS_TOKEN": TOKEN,
         "HUBSPOT_BASE_URL": hubspot.url,
         "DEFAULT_REGION": "FR",
-        "KAVKOM_WEBHOOK_SECRET": KAVKOM_SECRET,
+        **{f"{n.upper()}_WEBHOOK_SECRET": v for n, v in WEBHOOK_SECRETS.items()},
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "WEB_CONCURRENCY": "1",
     }
@@ -112,7 +113,9 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_seed_cdr_through_a_procfile_deployment(deployment: str, hubspot: Any) -> None:
+def test_seed_cdr_through_a_procfile_deployment(
+    deployment: str, hubspot: Any, tmp_path: Path
+) -> None:
     hubspot.reset()
     contact = hubspot.add_contact(firstname="Ada", lastname="Lovelace", phone="+33 6 12 34 56 78")
     seed = load_fixture("kavkom", "cdr__outbound.json")
@@ -134,3 +137,10 @@ def test_seed_cdr_through_a_procfile_deployment(deployment: str, hubspot: Any) -
     status, body = http("POST", url, b'{"event": "cdr"}', good)
     assert status == 422 and "callUuid is missing" in body["reason"]
     assert len(hubspot.calls()) == 1
+
+    # A platform that authenticates with ?token= (Kwebbl): the secret stays out of the logs.
+    kwebbl = f"{deployment}/webhooks/kwebbl?token={WEBHOOK_SECRETS['kwebbl']}"
+    assert http("POST", kwebbl, b'{"event_type": "nonsense"}', json_type)[0] == 422
+    logs = (tmp_path / "procs.log").read_text(errors="replace")
+    assert "/webhooks/kwebbl" in logs
+    assert WEBHOOK_SECRETS["kwebbl"] not in logs

@@ -18,5 +18,8 @@ timeout = 25
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
+# The path without its query string: platforms that authenticate with `?token=` must not
+# see their secret written to the logs (%(r)s would print the whole request line).
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 errorlog = "-"
 forwarded_allow_ips = "*"

@@ -100,8 +100,12 @@ def apply_event(call: Call, event: CallEvent) -> None:
         if value is None or (name in ROOT_ONLY_FIELDS and not root):
             continue
         strength = _strength(event, name, root)
-        if strength >= list(ranks.get(name, [-1.0, 0.0, -1e16])):
-            setattr(call, name, value.value if hasattr(value, "value") else value)
+        held = list(ranks.get(name, [-1.0, 0.0, -1e16]))
+        value = value.value if hasattr(value, "value") else value
+        # Equal strength (same stage, same time, different values): the larger value wins,
+        # so the result never depends on which of the two arrived last.
+        if strength > held or (strength == held and str(value) > str(getattr(call, name))):
+            setattr(call, name, value)
             ranks[name] = strength
     call.field_ranks = ranks
 

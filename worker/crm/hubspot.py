@@ -303,6 +303,9 @@ class HubSpotCrm:
         external = call.external_number or call.external_number_raw or ""
         ours = call.company_number or call.agent or ""
         duration = call.talk_s if call.talk_s is not None else call.duration_s
+        if duration is None and call.answered_at and call.ended_at:
+            # Platforms that send only times (Kwebbl): the talk lasted from answer to end.
+            duration = max(0, round((call.ended_at - call.answered_at).total_seconds()))
         when = call.started_at or call.answered_at
         if when is None and call.ended_at is not None:
             when = call.ended_at - timedelta(seconds=call.duration_s or 0)
