@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,23 @@ def test_duration_comes_from_the_times_when_the_platform_states_none(fake: FakeH
     adapter(fake).log_call(call)
     (logged,) = fake.calls()
     assert logged["properties"]["hs_call_duration"] == "102000"
+
+
+def test_a_cached_contact_deleted_in_hubspot_is_looked_up_again(
+    fake: FakeHubSpot, redis_server: Any
+) -> None:
+    import redis as redis_lib
+
+    from worker.crm.contact_cache import RedisContactCache
+
+    client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
+    cache = RedisContactCache(client, hit_s=300, miss_s=30)
+    crm = adapter(fake)
+    crm.cache = cache
+    gone = fake.add_contact(firstname="Old", lastname="Record", phone="06 12 34 56 28")
+    assert crm.find_contact_by_number("+33612345628").id == gone  # now remembered
+    del fake.objects["contacts"][gone]  # merged away in HubSpot
+    new = fake.add_contact(firstname="New", lastname="Record", phone="06 12 34 56 28")
+    crm.log_call(snapshot("t-stale", "+33612345628"))
+    (logged,) = fake.calls()
+    assert logged["associations"]["contacts"] == [new]

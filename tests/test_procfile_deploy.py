@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import (
     KAVKOM_SECRET,
@@ -74,6 +75,7 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
     }
     for key in ("MAPPINGS_DIR", "OUTBOX_GRACE_S", "OUTBOX_SWEEP_INTERVAL_S", "CRM_RESYNC_AFTER_S"):
         env.pop(key, None)
+    redis.Redis.from_url(redis_server.url).flushall()  # a deployment starts with its own Redis
     commands = procfile()
     release = subprocess.run(
         commands["release"],

@@ -59,9 +59,17 @@ class PopAction:
 
 
 def is_inbound(call: Call, event: CallEvent) -> bool:
+    """Whether the call rings an agent because a customer called.
+
+    The direction is the call's own leg's word. An agent's leg ringing before that leg
+    was heard of (KAZOO's B leg delivered first) counts as inbound: a leg that rings an
+    agent's phone is a call coming to them.
+    """
     if call.direction is not None:
         return call.direction == Direction.INBOUND
-    return event.direction == Direction.INBOUND
+    if event.direction is not None:
+        return event.direction == Direction.INBOUND
+    return event.parent_call_id is not None and event.agent is not None
 
 
 def pop_actions(call: Call, event: CallEvent, agents: AgentDirectory) -> list[PopAction]:

@@ -64,7 +64,10 @@ def screen_pop(call_id: int, email: str) -> None:
 @app.task(name="callhook.log_call", bind=True, max_retries=None)
 def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
     outcome = sync_call(call_id, crm_for_call, dry_run=get_settings().dry_run)
-    log.info("crm.sync call=%s state=%s crm_id=%s", call_id, outcome.state, outcome.crm_id)
+    log.info(
+        "crm.sync call=%s state=%s crm_id=%s error=%s",
+        call_id, outcome.state, outcome.crm_id, outcome.error,
+    )  # fmt: skip
     if outcome.state in ("retry", "busy"):
         if self.request.retries + 1 >= MAX_SYNC_ATTEMPTS:
             give_up(call_id, f"gave up after {MAX_SYNC_ATTEMPTS} attempts: {outcome.error}")

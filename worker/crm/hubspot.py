@@ -53,6 +53,7 @@ class ContactCache(Protocol):
 
     def get(self, e164: str) -> tuple[bool, Contact | None]: ...
     def put(self, e164: str, contact: Contact | None) -> None: ...
+    def forget(self, e164: str) -> None: ...
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -342,8 +343,21 @@ class HubSpotCrm:
         return {k: v for k, v in props.items() if v not in (None, "")}
 
     def log_call(self, call: CallSnapshot) -> LogResult:
+        try:
+            return self._log_call(call, fresh=False)
+        except PermanentCrmError as exc:
+            # A contact remembered by the cache was deleted or merged in HubSpot since:
+            # forget it and try once more with what HubSpot says now.
+            if self.cache is None or not call.external_number or not _stale_contact(exc):
+                raise
+            self.cache.forget(call.external_number)
+            return self._log_call(call, fresh=True)
+
+    def _log_call(self, call: CallSnapshot, *, fresh: bool) -> LogResult:
         contact = (
-            self.find_contact_by_number(call.external_number) if call.external_number else None
+            self.find_contact_by_number(call.external_number, recheck_miss=fresh)
+            if call.external_number
+            else None
         )
         owner_id = self.owner_for_agent(call.platform, call.agent)
         if owner_id is None and contact is not None:
@@ -370,6 +384,12 @@ class HubSpotCrm:
             )
         crm_id = self.transport.create_call(body)
         return LogResult(crm_id, "create", contact and contact.id, owner_id)
+
+
+def _stale_contact(exc: PermanentCrmError) -> bool:
+    """HubSpot refused an association because the contact no longer exists."""
+    text = str(exc).lower()
+    return exc.status in (400, 404) and "association" in text
 
 
 def _ms(value: Any) -> str:
