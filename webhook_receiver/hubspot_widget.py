@@ -1,0 +1,39 @@
+"""The HubSpot calling widget: callhook inside HubSpot's calling window.
+
+HubSpot frames ``/hubspot/widget`` once the app's calling settings name it (see
+``docs/hubspot-calling-widget.md``). The page follows the agent's card stream, as ``/agent``
+does, and tells HubSpot about each inbound call through HubSpot's Calling Extensions SDK
+(vendored in ``static/vendor``), so HubSpot itself shows the call and opens the caller's
+record. HubSpot's click-to-call reaches the page as ``onDialNumber`` and goes on to
+``POST /agent/call``.
+
+One widget URL serves every agent of the portal, so the page itself carries no identity:
+the agent signs in once inside the widget by pasting their personal link, and the browser
+keeps its token (localStorage). ``/hubspot/widget/me`` checks a pasted link before it is kept.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, make_response, render_template
+
+from webhook_receiver.agent_page import current_agent
+
+bp = Blueprint("hubspot_widget", __name__)
+
+# Under the app's static folder; the version is in the name so that browsers never keep an
+# old copy. Updating it: static/vendor/README.md.
+SDK_SCRIPT = "vendor/calling-extensions-sdk-0.9.7.js"
+
+
+@bp.get("/hubspot/widget")
+def widget():  # type: ignore[no-untyped-def]
+    response = make_response(render_template("hubspot_widget.html", sdk_script=SDK_SCRIPT))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/hubspot/widget/me")
+def me():  # type: ignore[no-untyped-def]
+    """The agent a token belongs to, or 403 with the reason (the app's JSON error body)."""
+    agent, _ = current_agent()
+    return jsonify(email=agent.email, name=agent.name or agent.email)
