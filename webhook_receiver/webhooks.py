@@ -11,16 +11,13 @@ refusal is logged under a stable key, never with the body or a secret.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
 
 from webhook_receiver import auth
-from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
-from webhook_receiver.mapping.engine import payload_digest
+from webhook_receiver.intake import ingest
+from webhook_receiver.mapping import PlatformMapping
 from webhook_receiver.payloads import (
     BadPayload,
     body_format,
@@ -29,10 +26,6 @@ from webhook_receiver.payloads import (
     parse_json,
     strip_param,
 )
-from worker.db import get_engine
-from worker.models import EventStatus, WebhookEvent
-from worker.settings import get_settings
-from worker.tasks import enqueue_event
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("callhook.webhook")
@@ -45,27 +38,6 @@ def refuse(status: int, key: str, reason: str, platform: str, **extra: Any):  # 
 
 def _platforms() -> dict[str, PlatformMapping]:
     return current_app.extensions["callhook.mappings"].platforms
-
-
-def _store(row: WebhookEvent) -> tuple[int, bool]:
-    """Insert the event; (id, True) if new, (existing id, False) on a duplicate delivery."""
-    engine = get_engine()
-    try:
-        with Session(engine) as session:
-            session.add(row)
-            session.commit()
-            assert row.id is not None
-            return row.id, True
-    except IntegrityError:
-        with Session(engine) as session:
-            existing = session.exec(
-                select(WebhookEvent.id).where(
-                    WebhookEvent.platform == row.platform,
-                    WebhookEvent.dedupe_key == row.dedupe_key,
-                )
-            ).one()
-            assert existing is not None
-            return existing, False
 
 
 @bp.route("/webhooks/<platform>", methods=["POST", "GET"])
@@ -110,63 +82,18 @@ def receive(platform: str):  # type: ignore[no-untyped-def]
     except BadPayload as exc:
         return refuse(400, "webhook.bad_body", str(exc), platform)
 
-    received = datetime.now(UTC)
-    settings = get_settings()
-    row = WebhookEvent(
-        platform=platform,
-        dedupe_key="",
-        received_at=received,
+    result = ingest(
+        mapping,
+        payload,
+        raw=raw,
         method=request.method,
         content_type=request.mimetype or "",
-        body=raw.decode("utf-8", errors="replace"),
         query=strip_param(
             request.query_string.decode("latin-1"),
             mapping.auth.param if mapping.auth.location == "query" else None,
         ),
     )
-    try:
-        result = map_payload(mapping, payload, default_region=settings.default_region)
-    except MappingError as exc:
-        row.dedupe_key = payload_digest(payload)
-        row.status = EventStatus.UNMAPPED
-        row.error = str(exc)
-        event_id, _ = _store_or_503(row)
-        if event_id is None:
-            return _unavailable(platform)
-        return refuse(422, "webhook.unmapped", str(exc), platform, id=event_id)
-
-    row.dedupe_key = result.dedupe_key
-    if result.ignored:
-        row.status = EventStatus.IGNORED
-        row.error = result.ignored
-    else:
-        for event in result.events:
-            if event.occurred_at is None:
-                # The platform gave no time: when we received it is the best we know.
-                event.occurred_at = received
-        row.canonical = [e.to_json() for e in result.events]
-    event_id, new = _store_or_503(row)
-    if event_id is None:
-        return _unavailable(platform)
-    if not new:
-        log.info("webhook.duplicate platform=%s id=%s", platform, event_id)
-        return jsonify(status="duplicate", id=event_id), 200
-    if result.ignored:
-        log.info("webhook.ignored platform=%s id=%s", platform, event_id)
-        return jsonify(status="ignored", id=event_id, reason=result.ignored), 200
-    enqueued = enqueue_event(event_id)
-    log.info("webhook.accepted platform=%s id=%s enqueued=%s", platform, event_id, enqueued)
-    return jsonify(status="accepted", id=event_id, events=len(result.events)), 200
-
-
-def _store_or_503(row: WebhookEvent) -> tuple[int | None, bool]:
-    try:
-        return _store(row)
-    except OperationalError:
-        log.error("webhook.store_failed platform=%s", row.platform)
-        return None, False
-
-
-def _unavailable(platform: str):  # type: ignore[no-untyped-def]
-    # Not stored, so not accepted: a 503 tells the platform to deliver it again.
-    return refuse(503, "webhook.store_failed", "storage unavailable; retry later", platform)
+    if result.status >= 400:
+        log.info("%s platform=%s status=%s reason=%s", result.key, platform, result.status,
+                 result.body["reason"])  # fmt: skip
+    return jsonify(result.body), result.status
