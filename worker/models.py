@@ -196,3 +196,26 @@ class AgentLink(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     revoked_at: datetime | None = _ts()
+
+
+class PlatformCredential(SQLModel, table=True):
+    """A platform account's OAuth tokens (Kwebbl), encrypted with SECRET_KEY.
+
+    One row per platform; `status` says whether callhook can use it or an admin must
+    connect the account again (a refresh was refused).
+    """
+
+    __tablename__ = "platform_credentials"
+    __table_args__ = (sa.UniqueConstraint("platform"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=64)
+    access_token: str = Field(sa_column=Column(sa.Text(), nullable=False))  # encrypted
+    refresh_token: str = Field(sa_column=Column(sa.Text(), nullable=False))  # encrypted
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    scope: str = Field(default="", max_length=500)
+    status: str = Field(default="connected", max_length=16)  # connected | reauthorize
+    error: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )

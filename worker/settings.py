@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     kazoo_api_url: str = ""
     kazoo_account_id: str = ""
     kazoo_auth_token: SecretStr | None = None
+    # Kwebbl's OAuth2 app (the authorization code grant connects the company account).
+    kwebbl_client_id: str = ""
+    kwebbl_client_secret: SecretStr | None = None
+    kwebbl_auth_base_url: str = "https://realtime.api.kwebbl.net"
+    kwebbl_scopes: str = "calls.events calls.create"
+    # Kavkom's /calls WebSocket (the optional `listener` process).
+    kavkom_refresh_token: SecretStr | None = None
+    kavkom_live_url: str = "https://live.kavkom.com"
+    kavkom_listen_extensions: str = ""  # comma-separated: one connection per extension
     uis_call_api_url: str = "https://callapi.uiscom.ru/v4.0"
     uis_access_token: SecretStr | None = None
     uis_virtual_phone_number: str = ""

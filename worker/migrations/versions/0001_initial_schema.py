@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:03:25.494161
+Create Date: 2026-11-23 18:30:36.607585
 """
 
 from collections.abc import Sequence
@@ -76,6 +76,20 @@ def upgrade() -> None:
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_calls_crm_status"), ["crm_status"], unique=False)
 
+    op.create_table(
+        "platform_credentials",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("access_token", sa.Text(), nullable=False),
+        sa.Column("refresh_token", sa.Text(), nullable=False),
+        sa.Column("expires_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("scope", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("updated_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_credentials")),
+        sa.UniqueConstraint("platform", name=op.f("uq_platform_credentials_platform")),
+    )
     op.create_table(
         "webhook_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -177,6 +191,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_webhook_events_platform"))
 
     op.drop_table("webhook_events")
+    op.drop_table("platform_credentials")
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_calls_crm_status"))
 
