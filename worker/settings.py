@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # (its task was lost with a killed worker).
     crm_resync_after_s: float = 300.0
     hubspot_timeout_s: float = 15.0
+    # HubSpot's limits for a private app (higher tiers allow more): every worker shares them.
+    hubspot_requests_per_10s: int = 100
+    hubspot_searches_per_s: int = 5
     # Signs agents' personal links; without it a key is generated under INSTANCE_DIR
     # (fine on one machine, not across dynos: set it in production).
     secret_key: SecretStr | None = None

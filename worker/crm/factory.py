@@ -5,6 +5,7 @@ from __future__ import annotations
 from worker.crm.contact_cache import RedisContactCache
 from worker.crm.dry_run import DryRunTransport, RecordingTransport
 from worker.crm.hubspot import ClientTransport, HubSpotCrm, Transport
+from worker.crm.rate_limit import Budget, RateLimiter
 from worker.mapping_files import worker_mapping_files
 from worker.redis_conn import connect
 from worker.settings import get_settings
@@ -30,10 +31,19 @@ def _live() -> HubSpotCrm:
     settings = get_settings()
     assert settings.hubspot_access_token is not None
     if _hubspot is None:
+        # A 5 % margin on each window: HubSpot's clock and ours do not tick together.
+        limiter = RateLimiter(
+            connect(),
+            {
+                "requests": Budget(settings.hubspot_requests_per_10s, 10.5),
+                "search": Budget(settings.hubspot_searches_per_s, 1.05),
+            },
+        )
         transport = ClientTransport(
             settings.hubspot_access_token.get_secret_value(),
             settings.hubspot_base_url,
             settings.hubspot_timeout_s,
+            limiter,
         )
         _hubspot = _adapter(transport, cached=True)
     return _hubspot

@@ -31,6 +31,7 @@ from worker.crm.base import (
     TransientCrmError,
 )
 from worker.crm.hubspot_config import TEMPLATES, HubSpotMapping
+from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
 
 ASSOC_CALL_TO_CONTACT = 194
@@ -92,23 +93,41 @@ def translate_error(exc: Exception) -> CrmError:
 class ClientTransport:
     """Sends the bodies with the official client, pointed at ``HUBSPOT_BASE_URL``."""
 
-    def __init__(self, token: str, base_url: str, timeout_s: float):
+    def __init__(
+        self, token: str, base_url: str, timeout_s: float, limiter: RateLimiter | None = None
+    ):
         self.client = HubSpot(access_token=token, host=base_url, retry=Retry(0, redirect=False))
         self.timeout = (min(5.0, timeout_s), timeout_s)
         self.token, self.base_url = token, base_url
+        self.limiter = limiter
+        self.sent = 0  # requests sent by this transport (bench/ reports requests per call)
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _slot(self, search: bool) -> None:
+        """Wait for the shared budget; past a few seconds, let the task retry later."""
+        if self.limiter is None:
+            return
+        wait = self.limiter.take(("requests", "search") if search else ("requests",))
+        if wait is not None:
+            raise TransientCrmError(
+                f"callhook's HubSpot budget is spent for now (retry in {wait:.1f} s)",
+                status=429,
+                retry_after=wait,
+            )
+
+    def _call(self, fn: Any, *args: Any, search: bool = False, **kwargs: Any) -> Any:
+        self._slot(search)
+        self.sent += 1
         try:
             return fn(*args, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
             raise translate_error(exc) from exc
 
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        page = self._call(self.client.crm.contacts.search_api.do_search, body)
+        page = self._call(self.client.crm.contacts.search_api.do_search, body, search=True)
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        page = self._call(self.client.crm.objects.calls.search_api.do_search, body)
+        page = self._call(self.client.crm.objects.calls.search_api.do_search, body, search=True)
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def create_call(self, body: dict[str, Any]) -> str:
@@ -137,6 +156,8 @@ class ClientTransport:
     def account_details(self) -> dict[str, Any]:
         # The client library has no typed account-info API; its generic helper has no
         # timeout, so this one documented GET goes out directly.
+        self._slot(search=False)
+        self.sent += 1
         try:
             response = requests.get(
                 f"{self.base_url}/account-info/v3/details",
