@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT.parent / "shared" / "seeds"
 TOKEN = "pat-test-0000"
 PLATFORMS = ("kavkom", "kwebbl", "kazoo", "uis", "voximplant")
 # Every shipped mapping reads <PLATFORM>_WEBHOOK_SECRET; tests use these values.
