@@ -95,6 +95,7 @@ CONTACT_PROPERTIES = {
     "hs_searchable_calculated_phone_number",
     "hs_searchable_calculated_mobile_number",
     "hs_lastmodifieddate",
+    "associatedcompanyid",
 }
 # Association type ids HubSpot defines (HUBSPOT_DEFINED), by (from, to).
 ASSOCIATION_TYPES = {
@@ -220,6 +221,29 @@ class FakeHubSpot:
                 "associations": {},
             }
             return contact_id
+
+    def add_company(self, name: str) -> str:
+        with self._lock:
+            company_id = str(next(self._ids))
+            self.objects["companies"][company_id] = {
+                "id": company_id, "properties": {"name": name, "hs_object_id": company_id},
+                "created": time.time(), "associations": {},
+            }  # fmt: skip
+            return company_id
+
+    def add_deal(self, name: str, contact_id: str, *, closed: bool = False) -> str:
+        """A deal associated with a contact; `closed` deals are not "open deals"."""
+        with self._lock:
+            deal_id = str(next(self._ids))
+            now = time.time()
+            self.objects["deals"][deal_id] = {
+                "id": deal_id,
+                "properties": {"dealname": name, "hs_object_id": deal_id,
+                               "hs_is_closed": "true" if closed else "false",
+                               "hs_lastmodifieddate": _iso(now)},
+                "created": now, "associations": {"contacts": [contact_id]},
+            }  # fmt: skip
+            return deal_id
 
     def add_owner(self, email: str, first: str = "", last: str = "") -> str:
         with self._lock:
@@ -409,6 +433,8 @@ class FakeHubSpot:
                 ),
                 mimetype="application/json",
             )
+        if parts[:3] == ["crm", "v4", "objects"] and len(parts) == 8 and method == "PUT":
+            return self._associate(parts[3], parts[4], parts[6], parts[7], request)
         if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
             object_type = parts[3]
             if object_type not in self.objects:
@@ -552,6 +578,27 @@ class FakeHubSpot:
             json.dumps(self._public(obj, None)), status=201, mimetype="application/json"
         )
 
+    def _associate(
+        self, from_type: str, from_id: str, to_type: str, to_id: str, request: Request
+    ) -> Response:
+        """PUT /crm/v4/objects/{from}/{id}/associations/{toType}/{toId} with the types."""
+        source = self.objects.get(from_type, {}).get(from_id)
+        if source is None or to_id not in self.objects.get(to_type, {}):
+            return _error(404, "OBJECT_NOT_FOUND", "resource not found")
+        specs = request.get_json(silent=True) or []
+        if not isinstance(specs, list) or not all(
+            ASSOCIATION_TYPES.get((from_type, to_type)) == spec.get("associationTypeId")
+            for spec in specs
+        ):
+            return _error(400, "VALIDATION_ERROR", "invalid association type")
+        links = source["associations"].setdefault(to_type, [])
+        if to_id not in links:
+            links.append(to_id)
+        body = {"fromObjectTypeId": from_type, "fromObjectId": int(from_id),
+                "toObjectTypeId": to_type, "toObjectId": int(to_id),
+                "labels": []}  # fmt: skip
+        return Response(json.dumps(body), status=201, mimetype="application/json")
+
     def _owner(self, owner_id: str) -> Response:
         owner = next((o for o in self.owners if o["id"] == owner_id), None)
         if owner is None:
@@ -621,7 +668,7 @@ class FakeHubSpot:
         found = [
             o
             for o in self.objects[object_type].values()
-            if not groups or any(_group_matches(g, o["properties"]) for g in groups)
+            if not groups or any(_group_matches(g, _searchable(o)) for g in groups)
         ]
         for sort in reversed(body.get("sorts") or []):
             name = sort.get("propertyName")
@@ -653,6 +700,15 @@ def _valid_time(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _searchable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object's properties plus HubSpot's `associations.<type>` search pseudo-properties."""
+    props = dict(obj["properties"])
+    for to_type, ids in obj["associations"].items():
+        if ids:
+            props[f"associations.{to_type.rstrip('s')}"] = ids[0]
+    return props
 
 
 def _group_matches(group: dict[str, Any], props: dict[str, Any]) -> bool:

@@ -38,7 +38,8 @@ def adapter(fake: FakeHubSpot, token: str = TOKEN, mapping: HubSpotMapping | Non
 
 def snapshot(call_id: str, number: str, **changes: object) -> CallSnapshot:
     values: dict[str, object] = dict(
-        id=1, platform="kavkom", platform_call_id=call_id, stage="cdr", direction="inbound",
+        id=1, platform="kavkom", platform_call_id=call_id, stage="cdr", ended=True,
+        direction="inbound", crm_contact_id=None, crm_task_id=None,
         external_number=number, external_number_raw=number.lstrip("+"), company_number=None,
         agent=None, started_at=datetime(2026, 3, 18, 12, 0, tzinfo=UTC), answered_at=None,
         ended_at=None, duration_s=42, talk_s=None, outcome="answered", recording_url=None,

@@ -230,7 +230,12 @@ def calls_list(status: str | None, limit: int) -> None:
 
     _settings_or_exit()
     with Session(get_engine()) as session:
-        stmt = select(Call).order_by(Call.id.desc()).limit(limit)  # type: ignore[union-attr]
+        stmt = (
+            select(Call)
+            .where(Call.merged_into.is_(None))  # type: ignore[union-attr]
+            .order_by(Call.id.desc())  # type: ignore[union-attr]
+            .limit(limit)
+        )
         if status:
             stmt = stmt.where(Call.crm_status == status)
         for c in session.exec(stmt):
@@ -239,6 +244,7 @@ def calls_list(status: str | None, limit: int) -> None:
                 f"{c.direction or '-':<8} {c.external_number or c.external_number_raw or '-':<16} "
                 f"{c.outcome or '-':<9} {c.crm_status:<8} crm={c.crm_id or '-'} "
                 f"contact={c.crm_contact_id or '-'} owner={c.crm_owner_id or '-'}"
+                + (f"\n       contact: {c.crm_contact_note}" if c.crm_contact_note else "")
                 + (f"\n       error: {c.crm_error}" if c.crm_error else "")
             )
 

@@ -30,10 +30,12 @@ class SyncOutcome:
     crm_id: str | None = None
 
 
-def _claim(call_id: int, owner: str) -> tuple[SyncOutcome | None, CallSnapshot | None, str]:
+def _claim(
+    call_id: int, owner: str, log_unended: bool
+) -> tuple[SyncOutcome | None, CallSnapshot | None, str]:
     with session_scope() as session:
         call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
-        if call is None or not call.ended:
+        if call is None or call.merged_into is not None or not (call.ended or log_unended):
             return SyncOutcome("not_ended"), None, ""
         digest = state_hash(call)
         if call.crm_synced_hash == digest and call.crm_status in (
@@ -64,6 +66,8 @@ def _finish(
     crm_id: str | None = None,
     contact_id: str | None = None,
     owner_id: str | None = None,
+    contact_note: str | None = None,
+    task_id: str | None = None,
     error: str | None = None,
     http_status: int | None = None,
     nothing_created: bool = False,
@@ -89,6 +93,8 @@ def _finish(
             call.crm_create_sent_at = None
             call.crm_contact_id = contact_id
             call.crm_owner_id = owner_id
+            call.crm_contact_note = contact_note
+            call.crm_task_id = task_id or call.crm_task_id
             call.crm_synced_hash = digest
             call.crm_error = None
         if error is not None:
@@ -105,10 +111,16 @@ def _finish(
         return newer
 
 
-def sync_call(call_id: int, crm_for: Callable[[int], CrmAdapter], *, dry_run: bool) -> SyncOutcome:
-    """Create or update the CRM record of one ended call."""
+def sync_call(
+    call_id: int,
+    crm_for: Callable[[int], CrmAdapter],
+    *,
+    dry_run: bool,
+    log_unended: bool = False,
+) -> SyncOutcome:
+    """Create or update the CRM record of one ended call (or live one, `log_unended`)."""
     owner = uuid.uuid4().hex
-    early, snapshot, digest = _claim(call_id, owner)
+    early, snapshot, digest = _claim(call_id, owner, log_unended)
     if early is not None:
         return early
     assert snapshot is not None
@@ -150,6 +162,8 @@ def sync_call(call_id: int, crm_for: Callable[[int], CrmAdapter], *, dry_run: bo
         crm_id=result.crm_id,
         contact_id=result.contact_id,
         owner_id=result.owner_id,
+        contact_note=result.contact_note,
+        task_id=result.task_id,
     )
     if newer:
         return SyncOutcome("retry", retry_in=0, crm_id=result.crm_id)

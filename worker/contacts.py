@@ -9,11 +9,15 @@ second click create a second contact.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import redis
 
 from worker.crm.base import Contact
-from worker.crm.hubspot import HubSpotCrm
-from worker.pops import display
+from worker.numbers import display
+
+if TYPE_CHECKING:
+    from worker.crm.hubspot import HubSpotCrm
 
 
 def placeholder_properties(e164: str, owner_id: str | None) -> dict[str, str]:
@@ -35,5 +39,5 @@ def ensure_contact(
         properties = placeholder_properties(e164, owner_id)
         contact = Contact(crm.transport.create_contact({"properties": properties}), properties)
         if crm.cache is not None:
-            crm.cache.put(e164, contact)
+            crm.cache.put(e164, [contact])
         return contact, True

@@ -237,12 +237,13 @@ def _call_for(session: Session, event: CallEvent) -> tuple[Call, bool]:
 
 
 def fold_events(
-    session: Session, events: list[CallEvent], webhook_event_id: int
+    session: Session, events: list[CallEvent], webhook_event_id: int, *, log_unended: bool = False
 ) -> list[tuple[CallEvent, Call]]:
     """Fold events into their calls in the current transaction; returns each event's call.
 
-    A call whose folded state changed after it ended is marked for a CRM sync;
-    one whose state did not change is left alone (duplicates cost nothing).
+    A call whose folded state changed after it ended (or at all, when the CRM file logs
+    calls from their start) is marked for a CRM sync; one whose state did not change is
+    left alone (duplicates cost nothing).
     """
     folded: list[tuple[CallEvent, Call]] = []
     for position, event in enumerate(events):
@@ -260,7 +261,7 @@ def fold_events(
         apply_event(call, event)
         if state_hash(call) != before:
             call.updated_at = utcnow()
-            if call.ended:
+            if call.ended or log_unended:
                 # Also for a call that failed permanently: new data is worth one more try.
                 call.crm_status = CrmStatus.PENDING
         session.add(call)

@@ -132,6 +132,8 @@ class Call(SQLModel, table=True):
     crm_id: str | None = Field(default=None, max_length=64)
     crm_contact_id: str | None = Field(default=None, max_length=64)
     crm_owner_id: str | None = Field(default=None, max_length=64)
+    crm_contact_note: str | None = Field(default=None, max_length=500)
+    crm_task_id: str | None = Field(default=None, max_length=64)
     crm_synced_hash: str | None = Field(default=None, max_length=64)
     crm_error: str | None = Field(default=None, sa_column=Column(sa.Text()))
     # Set when a create is sent and cleared once its answer is stored: if it is still set at

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from worker.agents import AgentDirectory
 from worker.db import session_scope
-from worker.events import CallEvent
+from worker.events import CallEvent, Stage
 from worker.fold import fold_events
 from worker.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
 from worker.pops import PopAction, pop_actions
@@ -29,7 +29,9 @@ class Processed:
     pops: list[PopAction] = field(default_factory=list)
 
 
-def process_stored_event(event_id: int, agents: AgentDirectory | None = None) -> Processed:
+def process_stored_event(
+    event_id: int, agents: AgentDirectory | None = None, *, log_unended: bool = False
+) -> Processed:
     """Fold a stored event into its calls; says which calls are due for a CRM sync.
 
     Safe to run twice for one event (a sweep may re-enqueue it): the event row is
@@ -49,7 +51,7 @@ def process_stored_event(event_id: int, agents: AgentDirectory | None = None) ->
             session.add(event)
             log.error("event.invalid id=%s", event_id)
             return Processed()
-        folded = fold_events(session, events, event_id)
+        folded = fold_events(session, events, event_id, log_unended=log_unended)
         event.status = EventStatus.PROCESSED
         event.processed_at = utcnow()
         session.add(event)
@@ -97,3 +99,47 @@ def mark_enqueued(event_ids: list[int]) -> None:
         for event in session.exec(select(WebhookEvent).where(WebhookEvent.id.in_(event_ids))):  # type: ignore[union-attr]
             event.enqueued_at = utcnow()
             session.add(event)
+
+
+def close_unended(after: timedelta, limit: int = 200) -> list[int]:
+    """Store an `ended` event for calls silent for `after` (their end webhook was lost).
+
+    The event goes through the normal path (stored, folded, logged), named as
+    callhook's own, so the CRM record says the call was closed without its end.
+    """
+    now = utcnow()
+    minutes = round(after.total_seconds() / 60)
+    stored: list[int] = []
+    with session_scope() as session:
+        stale = session.exec(
+            select(Call)
+            .where(
+                Call.ended == False,  # noqa: E712
+                Call.merged_into.is_(None),  # type: ignore[union-attr]
+                Call.updated_at < now - after,
+            )
+            .order_by(Call.id)
+            .limit(limit)
+        ).all()
+        for call in stale:
+            event = CallEvent(
+                platform=call.platform,
+                call_id=call.platform_call_id,
+                stage=Stage.ENDED,
+                occurred_at=call.updated_at,  # the last thing heard of it
+                variables={
+                    "callhook_note": f"closed by callhook: no end received in {minutes} min"
+                },
+            )
+            row = WebhookEvent(
+                platform=call.platform,
+                dedupe_key=f"callhook:close:{call.id}",
+                method="SWEEP",
+                body="{}",
+                canonical=[event.to_json()],
+            )
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            stored.append(row.id)
+    return stored

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-import phonenumbers
 import redis
 from sqlmodel import Session, select
 
@@ -30,6 +29,7 @@ from worker.db import get_engine
 from worker.events import CallEvent, Direction, Stage
 from worker.mapping_files import worker_mapping_files
 from worker.models import Call, CrmStatus, utcnow
+from worker.numbers import display
 from worker.redis_conn import connect
 from worker.settings import get_settings
 
@@ -96,13 +96,6 @@ def card_state(call: Call, agent: Agent, agents: AgentDirectory) -> CardState:
     if answering is not None and answering.email != agent.email:
         return "withdrawn"  # a colleague of the ring group picked up
     return "answered"
-
-
-def display(e164: str | None, raw: str | None) -> str:
-    if not e164:
-        return raw or "unknown number"
-    number = phonenumbers.parse(e164)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def record_url(crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str) -> str | None:

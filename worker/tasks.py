@@ -19,7 +19,13 @@ from worker.call_logging import give_up, sync_call
 from worker.celery_app import MAX_RETRY_DELAY_S, app
 from worker.crm.factory import crm_for_call
 from worker.mapping_files import worker_mapping_files
-from worker.pipeline import calls_to_sync, events_to_enqueue, mark_enqueued, process_stored_event
+from worker.pipeline import (
+    calls_to_sync,
+    close_unended,
+    events_to_enqueue,
+    mark_enqueued,
+    process_stored_event,
+)
 from worker.settings import get_settings
 
 log = logging.getLogger("callhook.worker")
@@ -38,7 +44,8 @@ def backoff(retries: int, hint: float | None = None) -> float:
 @app.task(name="callhook.process_event", bind=True, max_retries=20)
 def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
-        result = process_stored_event(event_id, worker_mapping_files().agents)
+        files = worker_mapping_files()
+        result = process_stored_event(event_id, files.agents, log_unended=_logs_at_start())
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
     # Pops first: the phone is ringing, the CRM log can wait a few milliseconds.
@@ -63,7 +70,9 @@ def screen_pop(call_id: int, email: str) -> None:
 
 @app.task(name="callhook.log_call", bind=True, max_retries=None)
 def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
-    outcome = sync_call(call_id, crm_for_call, dry_run=get_settings().dry_run)
+    outcome = sync_call(
+        call_id, crm_for_call, dry_run=get_settings().dry_run, log_unended=_logs_at_start()
+    )
     log.info(
         "crm.sync call=%s state=%s crm_id=%s error=%s",
         call_id, outcome.state, outcome.crm_id, outcome.error,
@@ -76,10 +85,24 @@ def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
     return outcome.state
 
 
+def _logs_at_start() -> bool:
+    hubspot = worker_mapping_files().hubspot
+    return hubspot is not None and hubspot.log_at == "start"
+
+
 @app.task(name="callhook.sweep_outbox")
 def sweep_outbox() -> dict[str, int]:
-    """Enqueue what was stored but never enqueued, and syncs whose task was lost."""
+    """Enqueue what was stored but never enqueued, syncs whose task was lost, and close
+    calls whose end never came."""
     settings = get_settings()
+    hubspot = worker_mapping_files().hubspot
+    if hubspot is not None:
+        closed = close_unended(timedelta(minutes=hubspot.close_unended_after_minutes))
+        for event_id in closed:
+            process_event.apply_async((event_id,))
+        mark_enqueued(closed)
+        if closed:
+            log.info("outbox.closed_unended calls=%d", len(closed))
     grace = timedelta(seconds=settings.outbox_grace_s)
     events = events_to_enqueue(grace, stale=timedelta(minutes=30))
     for event_id in events:

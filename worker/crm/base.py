@@ -43,6 +43,7 @@ class CallSnapshot:
     platform: str
     platform_call_id: str
     stage: str
+    ended: bool
     direction: str | None
     external_number: str | None
     external_number_raw: str | None
@@ -58,6 +59,8 @@ class CallSnapshot:
     hangup_cause: str | None
     variables: dict[str, Any]
     crm_id: str | None
+    crm_contact_id: str | None
+    crm_task_id: str | None
     # A create was sent earlier and its answer never stored: look for that record first.
     create_in_doubt: bool = False
 
@@ -92,6 +95,9 @@ class LogResult:
     action: str  # "create" | "update" | "recover" (found a record created by a lost attempt)
     contact_id: str | None
     owner_id: str | None
+    # How the contact was chosen, when it was a choice ("2 contacts share this number…").
+    contact_note: str | None = None
+    task_id: str | None = None  # the missed-call follow-up task, once created
 
 
 class CrmAdapter(Protocol):

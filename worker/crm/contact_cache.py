@@ -26,23 +26,25 @@ class RedisContactCache:
         self.hit_s = hit_s
         self.miss_s = miss_s
 
-    def get(self, e164: str) -> tuple[bool, Contact | None]:
-        """(known, contact): known is False when the cache has nothing to say."""
+    def get(self, e164: str) -> tuple[bool, list[Contact]]:
+        """(known, contacts): known is False when the cache has nothing to say."""
         try:
             raw = self.client.get(PREFIX + e164)
         except redis.RedisError as exc:
             log.warning("cache.unavailable error=%s", type(exc).__name__)
             return False, None
         if raw is None:
-            return False, None
+            return False, []
         data = json.loads(raw)
-        return True, (Contact(**data) if data else None)
+        if not isinstance(data, list):  # written by an older callhook: ask HubSpot again
+            return False, []
+        return True, [Contact(**item) for item in data]
 
-    def put(self, e164: str, contact: Contact | None) -> None:
-        ttl = self.hit_s if contact is not None else self.miss_s
+    def put(self, e164: str, contacts: list[Contact]) -> None:
+        ttl = self.hit_s if contacts else self.miss_s
         if ttl <= 0:
             return
-        value = json.dumps(asdict(contact) if contact is not None else None)
+        value = json.dumps([asdict(c) for c in contacts])
         try:
             self.client.set(PREFIX + e164, value, px=int(ttl * 1000))
         except redis.RedisError as exc:

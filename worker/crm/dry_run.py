@@ -45,6 +45,17 @@ class RecordingTransport:
         self._record("GET", f"/crm/v3/owners/{owner_id}", None)
         return None
 
+    def search_deals(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        self._record("POST", "/crm/v3/objects/deals/search", body)
+        return []
+
+    def associate_call(self, call_id: str, to_type: str, to_id: str, type_id: int) -> None:
+        spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]
+        self._record("PUT", f"/crm/v4/objects/calls/{call_id}/associations/{to_type}/{to_id}", spec)
+
+    def create_task(self, body: dict[str, Any]) -> str:
+        return f"dry-run-{self._record('POST', '/crm/v3/objects/tasks', body)}"
+
     def create_contact(self, body: dict[str, Any]) -> str:
         return f"dry-run-{self._record('POST', '/crm/v3/objects/contacts', body)}"
 

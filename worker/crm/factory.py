@@ -23,7 +23,14 @@ def _adapter(transport: Transport, cached: bool) -> HubSpotCrm:
         cache = RedisContactCache(
             connect(), settings.contact_cache_s, settings.contact_cache_miss_s
         )
-    return HubSpotCrm(transport, files.hubspot, files.agents, settings.default_region, cache)
+    return HubSpotCrm(
+        transport,
+        files.hubspot,
+        files.agents,
+        settings.default_region,
+        cache,
+        locks=connect() if cached else None,
+    )
 
 
 def _live() -> HubSpotCrm:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import phonenumbers
@@ -35,6 +35,9 @@ from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
 
 ASSOC_CALL_TO_CONTACT = 194
+ASSOC_CALL_TO_COMPANY = 182
+ASSOC_CALL_TO_DEAL = 206
+ASSOC_TASK_TO_CONTACT = 204
 OWNER_CACHE_S = 600.0
 
 
@@ -45,6 +48,9 @@ class Transport(Protocol):
     def update_call(self, crm_id: str, body: dict[str, Any]) -> None: ...
     def owner_id_for_email(self, email: str) -> str | None: ...
     def owner_by_id(self, owner_id: str) -> dict[str, Any] | None: ...
+    def search_deals(self, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def associate_call(self, call_id: str, to_type: str, to_id: str, type_id: int) -> None: ...
+    def create_task(self, body: dict[str, Any]) -> str: ...
     def create_contact(self, body: dict[str, Any]) -> str: ...
     def account_details(self) -> dict[str, Any]: ...
 
@@ -153,6 +159,19 @@ class ClientTransport:
     def create_contact(self, body: dict[str, Any]) -> str:
         return str(self._call(self.client.crm.contacts.basic_api.create, body).id)
 
+    def search_deals(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        page = self._call(self.client.crm.deals.search_api.do_search, body, search=True)
+        return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
+
+    def associate_call(self, call_id: str, to_type: str, to_id: str, type_id: int) -> None:
+        spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]
+        self._call(
+            self.client.crm.associations.v4.basic_api.create, "calls", call_id, to_type, to_id, spec
+        )
+
+    def create_task(self, body: dict[str, Any]) -> str:
+        return str(self._call(self.client.crm.objects.tasks.basic_api.create, body).id)
+
     def account_details(self) -> dict[str, Any]:
         # The client library has no typed account-info API; its generic helper has no
         # timeout, so this one documented GET goes out directly.
@@ -205,12 +224,16 @@ class HubSpotCrm:
         agents: AgentDirectory,
         default_region: str,
         cache: ContactCache | None = None,
+        locks: Any = None,
     ):
         self.transport = transport
         self.mapping = mapping
         self.agents = agents
         self.region = default_region
         self.cache = cache
+        # Holds the per-number lock when a placeholder contact is created (None: no lock).
+        self.locks = locks
+        self.company_numbers = set(mapping.contact_lookup.company_numbers)
         self._owners: dict[str, tuple[float, str | None]] = {}
         self._owner_names: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
@@ -233,34 +256,41 @@ class HubSpotCrm:
         }
 
     def find_contact_by_number(self, e164: str, *, recheck_miss: bool = False) -> Contact | None:
-        """The most recently modified contact whose number is this one, country checked.
+        """The most recently modified contact whose number is this one (see below)."""
+        found = self.find_contacts_by_number(e164, recheck_miss=recheck_miss)
+        return found[0] if found else None
 
-        Lookups go through the shared cache; `recheck_miss` asks HubSpot again when the
-        cache only remembers that nobody was found (before creating a contact).
-        The calculated properties match on the national number alone, so +33 6…
-        and +44 6… could both match: a contact whose stored number parses to
-        another country is rejected; one whose number cannot be parsed is kept
-        only when no exact match exists.
+    def find_contacts_by_number(self, e164: str, *, recheck_miss: bool = False) -> list[Contact]:
+        """The contacts whose number is this one, most recently modified first, country checked.
+
+        The company's own numbers match nobody. Lookups go through the shared cache;
+        `recheck_miss` asks HubSpot again when the cache only remembers that nobody was
+        found (before creating a contact). The calculated properties match on the
+        national number alone, so +33 6… and +44 6… could both match: a contact whose
+        stored number parses to another country is rejected; those whose number cannot
+        be parsed are kept only when no exact match exists.
         """
+        if e164 in self.company_numbers:
+            return []
         if self.cache is not None:
-            known, contact = self.cache.get(e164)
-            if known and (contact is not None or not recheck_miss):
-                return contact
-        contact = self._search_contact(e164)
+            known, contacts = self.cache.get(e164)
+            if known and (contacts or not recheck_miss):
+                return contacts
+        contacts = self._search_contacts(e164)
         if self.cache is not None:
-            self.cache.put(e164, contact)
-        return contact
+            self.cache.put(e164, contacts)
+        return contacts
 
-    def _search_contact(self, e164: str) -> Contact | None:
+    def _search_contacts(self, e164: str) -> list[Contact]:
         results = self.transport.search_contacts(self.contact_search_body(e164))
-        exact, unsure = None, None
-        for row in results:
+        exact, unsure = [], []
+        for row in results:  # HubSpot sorted them, most recently modified first
             contact = Contact(id=str(row["id"]), properties=row.get("properties") or {})
             numbers = contact_numbers(contact, self.region)
             if e164 in numbers:
-                exact = exact or contact
+                exact.append(contact)
             elif not numbers:
-                unsure = unsure or contact
+                unsure.append(contact)
         return exact or unsure
 
     def owner_for_agent(self, platform: str, agent_ident: str | None) -> str | None:
@@ -351,8 +381,10 @@ class HubSpotCrm:
             "hs_call_duration": str(duration * 1000) if duration is not None else None,
             "hs_call_from_number": external if inbound else ours,
             "hs_call_to_number": ours if inbound else external,
-            "hs_call_status": spec.status.get(call.outcome) if call.outcome else None,  # type: ignore[call-overload]
-            "hs_call_disposition": spec.disposition.get(call.outcome) if call.outcome else None,  # type: ignore[call-overload]
+            "hs_call_status": self._status(call),
+            "hs_call_disposition": spec.disposition.get(call.outcome)  # type: ignore[call-overload]
+            if call.outcome and call.ended
+            else None,
             "hs_call_recording_url": call.recording_url
             if (call.recording_url or "").startswith("https://")
             else None,
@@ -362,6 +394,12 @@ class HubSpotCrm:
         for name, template in spec.properties.items():
             props[name] = TEMPLATES.from_string(template).render(context).strip()
         return {k: v for k, v in props.items() if v not in (None, "")}
+
+    def _status(self, call: CallSnapshot) -> str | None:
+        """The outcome's status once ended; before (logging at the start), live status."""
+        if not call.ended:
+            return "RINGING" if call.stage == "ringing" else "IN_PROGRESS"
+        return self.mapping.call.status.get(call.outcome) if call.outcome else None  # type: ignore[call-overload]
 
     def log_call(self, call: CallSnapshot) -> LogResult:
         try:
@@ -375,22 +413,136 @@ class HubSpotCrm:
             return self._log_call(call, fresh=True)
 
     def _log_call(self, call: CallSnapshot, *, fresh: bool) -> LogResult:
-        contact = (
-            self.find_contact_by_number(call.external_number, recheck_miss=fresh)
-            if call.external_number
-            else None
+        contacts, note = self._contacts_for(call, fresh=fresh)
+        primary = contacts[0] if contacts else None
+        owner_id = (
+            self.owner_for_agent(call.platform, call.agent)
+            or (primary.properties.get("hubspot_owner_id") if primary else None)
+            or self.mapping.owners.default_owner_id
         )
-        owner_id = self.owner_for_agent(call.platform, call.agent)
-        if owner_id is None and contact is not None:
-            owner_id = contact.properties.get("hubspot_owner_id") or None
-        properties = self.call_properties(call, contact, owner_id)
+        properties = self.call_properties(call, primary, owner_id)
         crm_id, action = call.crm_id, "update"
         if crm_id is None and call.create_in_doubt:
             crm_id, action = self.find_logged_call(call.external_id), "recover"
         if crm_id:
             self.transport.update_call(crm_id, {"properties": properties})
-            return LogResult(crm_id, action, contact and contact.id, owner_id)
-        body: dict[str, Any] = {"properties": properties, "associations": []}
+            if primary is not None and primary.id != call.crm_contact_id:
+                # The contact became known after the record was made (the number came in a
+                # later event, or a placeholder was created): attach it now.
+                for contact in contacts:
+                    self.transport.associate_call(
+                        crm_id, "contacts", contact.id, ASSOC_CALL_TO_CONTACT
+                    )
+        else:
+            body = {"properties": properties, "associations": self._associations(contacts)}
+            crm_id, action = self.transport.create_call(body), "create"
+        task_id = call.crm_task_id
+        if task_id is None and self._wants_task(call):
+            task_id = self._create_task(call, primary, owner_id)
+        return LogResult(crm_id, action, primary and primary.id, owner_id, note, task_id)
+
+    def _contacts_for(self, call: CallSnapshot, *, fresh: bool) -> tuple[list[Contact], str | None]:
+        """The contacts to log the call on, and a note when that was a choice."""
+        policy = self.mapping.contact_lookup
+        number = call.external_number
+        if not number or call.direction == Direction.INTERNAL:
+            return [], None
+        if number in self.company_numbers:
+            return [], f"{number} is one of the company's own numbers: no contact"
+        found = self.find_contacts_by_number(number, recheck_miss=fresh)
+        if len(found) > 1:
+            if policy.several_matches == "all":
+                return found, f"{len(found)} contacts share {number}: logged on all of them"
+            return found[:1], (
+                f"{len(found)} contacts share {number}: chose the most recently modified "
+                f"({found[0].name or found[0].id})"
+            )
+        if found or policy.unknown_caller != "create_contact" or self.locks is None:
+            return found, None
+        from worker.contacts import ensure_contact  # it needs this module's adapter
+
+        owner = (
+            self.owner_for_agent(call.platform, call.agent) or self.mapping.owners.default_owner_id
+        )
+        contact, created = ensure_contact(self, self.locks, number, owner)
+        return [contact], (
+            "created a placeholder contact for an unknown caller" if created else None
+        )
+
+    def _associations(self, contacts: list[Contact]) -> list[dict[str, Any]]:
+        """The call's associations on create: its contacts, the primary contact's company and,
+        when asked, its open deal."""
+
+        def link(object_id: str, type_id: int) -> dict[str, Any]:
+            spec = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}
+            return {"to": {"id": object_id}, "types": [spec]}
+
+        links = [link(c.id, ASSOC_CALL_TO_CONTACT) for c in contacts]
+        if not contacts:
+            return links
+        primary = contacts[0]
+        company = primary.properties.get("associatedcompanyid")
+        if self.mapping.associations.company and company:
+            links.append(link(str(company), ASSOC_CALL_TO_COMPANY))
+        if self.mapping.associations.open_deal:
+            deal = self.transport.search_deals(self._open_deal_body(primary.id))
+            if deal:
+                links.append(link(str(deal[0]["id"]), ASSOC_CALL_TO_DEAL))
+        return links
+
+    def _open_deal_body(self, contact_id: str) -> dict[str, Any]:
+        filters = [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id},
+            {"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
+        ]
+        return {
+            "filterGroups": [{"filters": filters}],
+            "properties": ["dealname"],
+            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}],
+            "limit": 1,
+        }
+
+    def _wants_task(self, call: CallSnapshot) -> bool:
+        task = self.mapping.missed_call_task
+        return (
+            task.enabled
+            and call.ended
+            and call.direction == Direction.INBOUND
+            and call.outcome in task.outcomes
+        )
+
+    def _create_task(
+        self, call: CallSnapshot, contact: Contact | None, call_owner: str | None
+    ) -> str:
+        """The follow-up of a missed call: for the agent who should have answered, else the
+        contact's owner, else the default owner; due soon."""
+        spec = self.mapping.missed_call_task
+        owner = (
+            self.owner_for_agent(call.platform, call.agent)
+            or (contact.properties.get("hubspot_owner_id") if contact else None)
+            or self.mapping.owners.default_owner_id
+        )
+        context = {
+            "number_display": _display(call.external_number) or call.external_number_raw or "",
+            "contact_name": contact.name if contact else None,
+            "agent": call.agent,
+            "platform": call.platform,
+            "call": call,
+        }
+        due = (call.ended_at or datetime.now(UTC)) + timedelta(minutes=spec.due_in_minutes)
+        properties = {
+            "hs_timestamp": _ms(due),
+            "hs_task_subject": TEMPLATES.from_string(spec.subject).render(context).strip(),
+            "hs_task_body": TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_task_type": "CALL",
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": spec.priority,
+            "hubspot_owner_id": owner,
+        }
+        body: dict[str, Any] = {
+            "properties": {k: v for k, v in properties.items() if v},
+            "associations": [],
+        }
         if contact is not None:
             body["associations"].append(
                 {
@@ -398,13 +550,12 @@ class HubSpotCrm:
                     "types": [
                         {
                             "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": ASSOC_CALL_TO_CONTACT,
+                            "associationTypeId": ASSOC_TASK_TO_CONTACT,
                         }
                     ],
                 }
             )
-        crm_id = self.transport.create_call(body)
-        return LogResult(crm_id, "create", contact and contact.id, owner_id)
+        return self.transport.create_task(body)
 
 
 def _stale_contact(exc: PermanentCrmError) -> bool:

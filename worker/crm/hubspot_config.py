@@ -61,8 +61,24 @@ class ContactLookup(BaseModel):
             "mobilephone",
             "hubspot_owner_id",
             "lastmodifieddate",
+            "associatedcompanyid",
         ]
     )
+    # The company's own numbers (DIDs, switchboard): never looked up as a customer.
+    company_numbers: list[str] = Field(default_factory=list)
+    # Several contacts share the number: the most recently modified one, or all of them.
+    several_matches: Literal["most_recent", "all"] = "most_recent"
+    # A caller no contact has: log the call without one, or create a placeholder contact
+    # ("Caller +33 6 12 34 56 78") — never two for one number.
+    unknown_caller: Literal["no_contact", "create_contact"] = "no_contact"
+
+    @field_validator("company_numbers")
+    @classmethod
+    def _numbers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip().startswith("+"):
+                raise ValueError(f"{value!r}: write company numbers in E.164 (+33…)")
+        return values
 
 
 class CallProperties(BaseModel):
@@ -109,6 +125,45 @@ class CallProperties(BaseModel):
         return value
 
 
+class Associations(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The contact's primary company (association 182); free: read from the contact.
+    company: bool = True
+    # The contact's most recently modified open deal (association 206): one more search.
+    open_deal: bool = False
+
+
+class Owners(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # When neither the agent nor the contact has an owner (a HubSpot owner id).
+    default_owner_id: str | None = None
+
+
+class MissedCallTask(BaseModel):
+    """A follow-up task for a missed inbound call: type CALL, due soon."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    due_in_minutes: int = Field(default=30, ge=0)
+    subject: str = "Call back {{ contact_name or number_display }}"
+    body: str = (
+        "Missed call from {{ number_display }}{% if agent %}, extension {{ agent }}{% endif %}."
+    )
+    priority: Literal["LOW", "MEDIUM", "HIGH", "NONE"] = "HIGH"
+    # Which missed calls get one (an abandoned call too: the customer gave up ringing).
+    outcomes: list[Outcome] = Field(
+        default_factory=lambda: [Outcome.NO_ANSWER, Outcome.BUSY, Outcome.CANCELED]
+    )
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return _check_template(value)
+
+
 class HubSpotMapping(BaseModel):
     """The whole ``mappings/hubspot.yaml``."""
 
@@ -118,3 +173,11 @@ class HubSpotMapping(BaseModel):
     crm: Literal["hubspot"]
     contact_lookup: ContactLookup = Field(default_factory=ContactLookup)
     call: CallProperties = Field(default_factory=CallProperties)
+    associations: Associations = Field(default_factory=Associations)
+    owners: Owners = Field(default_factory=Owners)
+    missed_call_task: MissedCallTask = Field(default_factory=MissedCallTask)
+    # When the call record is created: at the end (default), or as soon as the call is
+    # known, with status RINGING / IN_PROGRESS, updated in place until it ends.
+    log_at: Literal["end", "start"] = "end"
+    # A call whose end never arrives (a lost webhook) is closed and logged after this long.
+    close_unended_after_minutes: int = Field(default=120, ge=1)

@@ -33,11 +33,21 @@ def _kavkom(s: Settings) -> ClickToCall | None:
 
 
 def _kwebbl(s: Settings) -> ClickToCall | None:
-    token = _secret(s.kwebbl_access_token)
-    if not token:
+    # Imported here: the OAuth store needs the database, the other builders do not.
+    from worker.platforms import kwebbl_oauth
+
+    oauth = kwebbl_oauth.credential_status()
+    static = _secret(s.kwebbl_access_token)
+    # An account connected through /connect/kwebbl wins over a static KWEBBL_ACCESS_TOKEN;
+    # one refused since, with no static token, still answers: "connect Kwebbl again at ...".
+    if oauth == kwebbl_oauth.CONNECTED or (oauth is not None and not static):
+        return KwebblClickToCall(
+            token_provider=kwebbl_oauth.OAuthTokens(), base_url=s.kwebbl_api_base_url
+        )
+    if not static:
         return None
     return KwebblClickToCall(
-        token_provider=lambda force_refresh=False: token, base_url=s.kwebbl_api_base_url
+        token_provider=lambda force_refresh=False: static, base_url=s.kwebbl_api_base_url
     )
 
 

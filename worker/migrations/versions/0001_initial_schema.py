@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:30:36.607585
+Create Date: 2026-11-23 18:36:43.672589
 """
 
 from collections.abc import Sequence
@@ -62,6 +62,8 @@ def upgrade() -> None:
         sa.Column("crm_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_contact_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_owner_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("crm_contact_note", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("crm_task_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_synced_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_error", sa.Text(), nullable=True),
         sa.Column("crm_create_sent_at", worker.models.UTCDateTime(timezone=True), nullable=True),
