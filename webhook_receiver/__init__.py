@@ -47,7 +47,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.dry_run:
         log.warning("config.dry_run HUBSPOT_ACCESS_TOKEN is not set: calls are recorded, not sent")
 
-    from webhook_receiver import agent_page, dry_run_page, health, hubspot_widget, webhooks
+    from webhook_receiver import (
+        agent_page,
+        dry_run_page,
+        health,
+        hubspot_widget,
+        kwebbl_connect,
+        webhooks,
+    )
     from webhook_receiver.cli import register_commands
 
     app.register_blueprint(webhooks.bp)
@@ -55,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(dry_run_page.bp)
     app.register_blueprint(agent_page.bp)
     app.register_blueprint(hubspot_widget.bp)
+    app.register_blueprint(kwebbl_connect.bp)
     register_commands(app.cli)
 
     @app.errorhandler(RequestEntityTooLarge)

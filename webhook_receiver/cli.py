@@ -19,6 +19,7 @@ from typing import Any
 import click
 from sqlmodel import Session, select
 
+from webhook_receiver.cli_kwebbl import kwebbl
 from worker.settings import ConfigError, get_settings
 
 
@@ -341,6 +342,9 @@ def agents_revoke(email: str) -> None:
 
     _settings_or_exit()
     click.echo(f"revoked {revoke(email)} link(s) of {email}")
+
+
+cli.add_command(kwebbl)
 
 
 def register_commands(group: click.Group) -> None:
