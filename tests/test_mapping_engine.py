@@ -111,3 +111,32 @@ events:
 """)
     (event,) = events(m, {"call_id": "B", "other_leg_call_id": "A"})
     assert (event["call_id"], event["parent_call_id"]) == ("B", "A")
+
+
+def test_regex_conditions_absent_unmapped_values_and_several_variable_blocks() -> None:
+    m = mapping("""
+events:
+  - when: {dialled: {regex: '^\\+?\\d{7,}$'}}
+    fields:
+      call_id: id
+      stage: {value: ringing}
+      direction: {value: outbound}
+      outcome: {path: cause, map: {USER_BUSY: busy}, unmapped: absent}
+      variables: {path: [app_vars, channel_vars]}
+  - fields:
+      call_id: id
+      stage: {value: ringing}
+      direction: {value: internal}
+""")
+    body = {"id": 1, "dialled": "+33612345678", "cause": "NORMAL_CLEARING",
+            "app_vars": {"a": 1}, "channel_vars": {"b": 2}}  # fmt: skip
+    (event,) = events(m, body)
+    assert (event["direction"], event.get("outcome"), event["variables"]) == (
+        "outbound",
+        None,
+        {"a": 1, "b": 2},
+    )
+    (internal,) = events(m, {**body, "dialled": "1002"})
+    assert internal["direction"] == "internal"
+    (busy,) = events(m, {**body, "cause": "USER_BUSY"})
+    assert busy["outcome"] == "busy"

@@ -101,6 +101,9 @@ def _matches(conditions: dict[str, Any], ctx: _Context) -> bool:
         if isinstance(expected, dict) and set(expected) == {"present"}:
             if _present(value) != bool(expected["present"]):
                 return False
+        elif isinstance(expected, dict) and set(expected) == {"regex"}:
+            if not _present(value) or re.search(str(expected["regex"]), _text(value)) is None:
+                return False
         elif isinstance(expected, list):
             if not _present(value) or _text(value).casefold() not in {
                 _text(e).casefold() for e in expected
@@ -154,6 +157,8 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
             value = lowered[key.casefold()]
         elif spec.default is not None:
             return spec.default, raw
+        elif spec.unmapped == "absent":
+            return None, raw
         else:
             known = ", ".join(sorted(str(k) for k in spec.map))
             source = "/".join(spec.paths) or "value"
@@ -173,17 +178,17 @@ def _variables(rule: EventRule, ctx: _Context) -> dict[str, Any]:
     if spec is None:
         return {}
     found: dict[str, Any] = {}
-    if spec.path:
-        block = _lookup(ctx, spec.path)
+    for path in spec.paths:
+        block = _lookup(ctx, path)
         if spec.json_text and isinstance(block, str):
             try:
                 block = convert("json", block, region=ctx.region, zone=ctx.zone, fmt=None)
             except ValueError as exc:
-                raise MappingError(f"variables: {spec.path}: {exc}") from None
+                raise MappingError(f"variables: {path}: {exc}") from None
         if isinstance(block, dict):
             found.update(block)
     if spec.rest and isinstance(ctx.root, dict):
-        used = {spec.path.split(".")[0]} if spec.path else set()
+        used = {p.split(".")[0] for p in spec.paths}
         for name in type(rule.fields).model_fields:
             field_spec = getattr(rule.fields, name)
             if isinstance(field_spec, FieldSpec):

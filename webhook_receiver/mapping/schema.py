@@ -49,6 +49,8 @@ class FieldSpec(Strict):
     default: Any = None
     region: str | None = None
     format: str | None = None
+    # A value `map` does not list: refused (422, the default) or left absent.
+    unmapped: Literal["error", "absent"] = "error"
 
     @model_validator(mode="before")
     @classmethod
@@ -91,11 +93,17 @@ class FieldSpec(Strict):
 class VariablesSpec(Strict):
     """The platform's custom variables: a dict at `path`, and/or every unmapped top-level key."""
 
-    path: str | None = None
+    path: str | list[str] | None = None  # one block, or several merged in order
     # The dict at `path` arrives as a JSON string (Voximplant Kit's `call_data`).
     json_text: bool = False
     rest: bool = False
     exclude: list[str] = Field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        if self.path is None:
+            return []
+        return [self.path] if isinstance(self.path, str) else list(self.path)
 
 
 class Fields(Strict):
