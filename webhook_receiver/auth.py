@@ -8,8 +8,11 @@ on bytes, and nothing here logs a secret or the body.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import os
+import time
 
 from flask import Request
 
@@ -49,6 +52,8 @@ def check(auth: Auth, request: Request) -> str | None:
     secrets = configured_secrets(auth)
     if not secrets:
         return f"{' or '.join(auth.secret_envs)} is not set on the server: webhooks are refused"
+    if auth.location == "signature":
+        return check_signature(auth, request, secrets, time.time())
     given = presented_secret(auth, request)
     if given is None:
         where = (
@@ -63,3 +68,69 @@ def check(auth: Auth, request: Request) -> str | None:
     for secret in secrets:
         matched |= hmac.compare_digest(given_bytes, secret.encode())
     return None if matched else "invalid credentials"
+
+
+def _key(secret: str, encoding: str) -> bytes:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            return b""  # a misconfigured secret matches nothing
+    return secret.encode()
+
+
+def _decode(signature: str, encoding: str) -> bytes | None:
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(signature)
+        return base64.b64decode(signature, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+
+
+def check_signature(auth: Auth, request: Request, secrets: list[str], now: float) -> str | None:
+    """HMAC of what the platform signs, over the raw bytes (never re-serialised JSON).
+
+    Several signatures in the header (space-separated) and several secrets are all
+    tried: either side can rotate. A malformed header is a 401 like any other refusal.
+    """
+    assert auth.header is not None
+    header = request.headers.get(auth.header)
+    if not header:
+        return f"missing signature: expected header {auth.header}"
+    parts: dict[str, bytes] = {"body": request.get_data(cache=True)}
+    if auth.timestamp_header:
+        stamp = request.headers.get(auth.timestamp_header, "")
+        if not stamp.strip().isdigit():
+            return f"missing or malformed timestamp header {auth.timestamp_header}"
+        if abs(now - int(stamp)) > auth.tolerance_s:
+            return f"timestamp outside the ±{auth.tolerance_s} s window (replayed or clock skew)"
+        parts["timestamp"] = stamp.strip().encode()
+    if auth.id_header:
+        parts["id"] = request.headers.get(auth.id_header, "").encode()
+    message = _fill(auth.signed, parts)
+    presented = [
+        decoded
+        for token in header.split()
+        if token.startswith(auth.prefix)
+        and (decoded := _decode(token[len(auth.prefix) :], auth.encoding)) is not None
+    ]
+    if not presented:
+        return f"malformed signature in header {auth.header}"
+    matched = False
+    for secret in secrets:
+        digest = hmac.new(_key(secret, auth.secret_encoding), message, auth.algorithm).digest()
+        for candidate in presented:
+            matched |= hmac.compare_digest(digest, candidate)
+    return None if matched else "invalid signature"
+
+
+def _fill(template: str, parts: dict[str, bytes]) -> bytes:
+    """The signed bytes: the template's text with {body}, {id}, {timestamp} put in."""
+    out = b""
+    rest = template
+    while "{" in rest:
+        head, _, tail = rest.partition("{")
+        name, _, rest = tail.partition("}")
+        out += head.encode() + parts.get(name, b"")
+    return out + rest.encode()

@@ -159,18 +159,40 @@ class EventRule(Strict):
 
 
 class Auth(Strict):
-    """How the platform proves a delivery is genuine; secrets are named by env var."""
+    """How the platform proves a delivery is genuine; secrets are named by env var.
 
-    location: Literal["header", "query", "none"]
+    `header` (optionally with a `scheme` such as Bearer), `query` (a `param`), or
+    `signature`: an HMAC of the raw body (and, where the platform signs them, an id and
+    a timestamp checked within `tolerance_s`), as Standard Webhooks and most signing
+    platforms do.
+    """
+
+    location: Literal["header", "query", "signature", "none"]
     header: str | None = None
     scheme: str | None = None
     param: str | None = None
     secret_env: str | list[str] | None = None
+    # -- signature --
+    # What is signed; placeholders {id}, {timestamp}, {body} (the raw bytes as received).
+    signed: str = "{body}"
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    # Stripped from each signature in the header ("sha256=", Standard Webhooks' "v1,").
+    prefix: str = ""
+    # Standard Webhooks secrets are base64 after a "whsec_" prefix.
+    secret_encoding: Literal["raw", "base64"] = "raw"
+    timestamp_header: str | None = None
+    id_header: str | None = None
+    tolerance_s: int = Field(default=300, ge=1)
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
-        if self.location == "header" and not self.header:
-            raise ValueError("location header needs `header` (e.g. Authorization)")
+        if self.location in ("header", "signature") and not self.header:
+            raise ValueError(f"location {self.location} needs `header` (e.g. Authorization)")
+        if "{timestamp}" in self.signed and not self.timestamp_header:
+            raise ValueError("`signed` uses {timestamp}: name its `timestamp_header`")
+        if "{id}" in self.signed and not self.id_header:
+            raise ValueError("`signed` uses {id}: name its `id_header`")
         if self.location == "query" and not self.param:
             raise ValueError("location query needs `param` (e.g. token)")
         if self.location != "none" and not self.secret_env:
