@@ -167,3 +167,11 @@ def test_a_contact_found_after_the_record_was_made_is_attached(fake) -> None:  #
     contact = fake.add_contact(firstname="Late", phone="06 12 34 56 38")
     crm.log_call(snapshot("p-late", "+33612345638", crm_id=first.crm_id, duration_s=50))
     assert fake.calls()[0]["associations"]["contacts"] == [contact]
+
+
+def test_an_agent_missing_in_hubspot_is_a_visible_note_not_a_failure(fake) -> None:  # type: ignore[no-untyped-def]
+    result = configured(fake).log_call(snapshot("p-no-owner", "+33612345639", agent="1001"))
+    assert result.owner_id is None and len(fake.calls()) == 1
+    assert (
+        result.contact_note == "alice@example.com is not a HubSpot user (no owner found by email)"
+    )

@@ -11,6 +11,7 @@ Retries live in the Celery task, never here: the client library is built with
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from worker.crm.base import (
 from worker.crm.hubspot_config import TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
+
+log = logging.getLogger("callhook.crm")
 
 ASSOC_CALL_TO_CONTACT = 194
 ASSOC_CALL_TO_COMPANY = 182
@@ -415,8 +418,15 @@ class HubSpotCrm:
     def _log_call(self, call: CallSnapshot, *, fresh: bool) -> LogResult:
         contacts, note = self._contacts_for(call, fresh=fresh)
         primary = contacts[0] if contacts else None
+        agent_owner = self.owner_for_agent(call.platform, call.agent)
+        agent = self.agents.find(call.platform, call.agent)
+        if agent is not None and agent_owner is None:
+            # Visible, not fatal: the call is still logged, on the next owner in line.
+            log.warning("crm.owner_missing agent=%s", agent.email)
+            missing = f"{agent.email} is not a HubSpot user (no owner found by email)"
+            note = f"{note}; {missing}" if note else missing
         owner_id = (
-            self.owner_for_agent(call.platform, call.agent)
+            agent_owner
             or (primary.properties.get("hubspot_owner_id") if primary else None)
             or self.mapping.owners.default_owner_id
         )
