@@ -79,3 +79,31 @@ def test_agent_sees_the_caller_card_follow_the_call(browser, live_server, hubspo
     expect(bob.locator("#empty")).to_be_visible()
     alice.close()
     bob.close()
+
+
+def test_agent_dials_from_the_page_and_reads_the_platforms_answer(browser, live_server) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    from tests.conftest import Environment
+    from tests.platforms.kavkom.fake_api import FakeKavkom
+
+    domain = "0b6f3c1e-5d2a-4f7b-9c8e-1a2b3c4d5e6f"
+    with FakeKavkom(token="kav-token", domain_uuid=domain, extensions=["1001"]) as kavkom:
+        env = Environment()
+        env.set({"KAVKOM_API_TOKEN": "kav-token", "KAVKOM_DOMAIN_UUID": domain,
+                 "KAVKOM_API_BASE_URL": kavkom.url})  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(f"{live_server.url}/agent?k={create_link('alice@example.com')}")
+            page.fill("#dial-number", "06 12 34 56 51")
+            page.click("#dial-box button")
+            expect(page.locator("#dial-result")).to_contain_text("Your phone rings first")
+            (placed,) = kavkom.placed()
+            assert (placed["json"]["src"], placed["json"]["destination"]) == ("1001", "33612345651")
+            kavkom.switch_rejects("1001", "USER_NOT_REGISTERED")
+            page.click("#dial-box button")
+            expect(page.locator("#dial-result")).to_have_class("error")
+            assert "Your phone rings first" not in page.locator("#dial-result").inner_text()
+            page.close()
+        finally:
+            env.restore()
