@@ -143,6 +143,11 @@ def test_seed_cdr_through_a_procfile_deployment(
     # A platform that authenticates with ?token= (Kwebbl): the secret stays out of the logs.
     kwebbl = f"{deployment}/webhooks/kwebbl?token={WEBHOOK_SECRETS['kwebbl']}"
     assert http("POST", kwebbl, b'{"event_type": "nonsense"}', json_type)[0] == 422
-    logs = (tmp_path / "procs.log").read_text(errors="replace")
-    assert "/webhooks/kwebbl" in logs
+    log_file = tmp_path / "procs.log"
+    logs = wait_until(
+        lambda: (
+            (text := log_file.read_text(errors="replace")) and "/webhooks/kwebbl" in text and text
+        ),
+        timeout=30,
+    )  # the access line is written after the answer
     assert WEBHOOK_SECRETS["kwebbl"] not in logs

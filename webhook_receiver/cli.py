@@ -20,6 +20,7 @@ import click
 from sqlmodel import Session, select
 
 from webhook_receiver.cli_kwebbl import kwebbl
+from webhook_receiver.cli_platforms import kazoo, listen, uis
 from worker.settings import ConfigError, get_settings
 
 
@@ -345,6 +346,9 @@ def agents_revoke(email: str) -> None:
 
 
 cli.add_command(kwebbl)
+cli.add_command(listen)
+cli.add_command(kazoo)
+cli.add_command(uis)
 
 
 def register_commands(group: click.Group) -> None:

@@ -15,12 +15,22 @@ Reproduces, for ``GET|POST /v2/accounts/{ACCOUNT_ID}/clicktocall/{C2C_ID}/connec
   ``cb_context:add_system_error``): ``{"status": "error", "error": "<code>", "message": ...,
   "data": ...}`` with 401 invalid_credentials, 403 forbidden, 404 bad_identifier.
 
-Tests add click-to-call endpoints (``add_c2c``), script failures (``fail_next``), and read
-``requests()`` and the originated ``calls``.
+And the account's webhooks (``GET|PUT /v2/accounts/{ACCOUNT_ID}/webhooks``), after KAZOO's
+``cb_webhooks.erl`` and ``applications/crossbar/doc/webhooks.md``: always authenticated;
+the listing returns the ``crossbar_listing`` view's summaries (``id``, ``hook``, ``name``,
+``uri``, ``enabled``, ``disable_reason`` when KAZOO disabled the hook) in pages of
+``page_size``, with crossbar's opaque ``next_start_key`` (doc/basics.md, "Pagination"); a
+create is validated against ``schemas/webhooks.json`` (``name``, ``uri``, ``hook`` required;
+``http_verb`` get/post/put; ``format`` form-data/json) and answered 201 with the stored
+document. ``version`` is the envelope's KAZOO version ("4.2.x" servers know no ``format``).
+
+Tests add click-to-call endpoints (``add_c2c``) and hooks (``add_webhook``), script failures
+(``fail_next``), and read ``requests()``, the originated ``calls`` and ``webhooks``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -33,6 +43,20 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 PATH = re.compile(r"^/v2/accounts/([^/]+)/clicktocall/([^/]+)/connect$")
+WEBHOOKS_PATH = re.compile(r"^/v2/accounts/([^/]+)/webhooks$")
+# GET /v2/webhooks on a 4.3 system: the hooks a webhook document may name, plus `all`.
+AVAILABLE_HOOKS = (
+    "all",
+    "channel_answer",
+    "channel_bridge",
+    "channel_create",
+    "channel_destroy",
+    "notifications",
+    "object",
+    "parking",
+    "sms",
+    "mms",
+)
 # knm_converter_regex: ?DEFAULT_E164_CONVERTERS, in their order; the result is the prefix
 # plus the last capture (or the whole match when there is no group), as
 # maybe_convert_to_e164 builds it.
@@ -63,11 +87,22 @@ def kazoo_contact(contact: str) -> str:
 class FakeKazoo:
     """``with FakeKazoo(account_id=..., auth_token=...) as fake:``; ``fake.url`` is the API root."""
 
-    def __init__(self, *, account_id: str, auth_token: str, realm: str = "sip.example.com"):
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        auth_token: str,
+        realm: str = "sip.example.com",
+        version: str = "4.3.1",
+        page_size: int = 50,
+    ):
         self.account_id = account_id
         self.auth_token = auth_token
         self.realm = realm
+        self.version = version
+        self.page_size = page_size
         self.c2c: dict[str, dict[str, Any]] = {}
+        self.webhooks: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
@@ -111,6 +146,31 @@ class FakeKazoo:
         }
         return c2c_id
 
+    def add_webhook(
+        self,
+        hook: str,
+        uri: str,
+        *,
+        name: str | None = None,
+        enabled: bool = True,
+        disable_reason: str | None = None,
+        **extra: Any,
+    ) -> str:
+        """A hook already in the account (created by hand, or by an earlier run)."""
+        hook_id = uuid.uuid4().hex
+        self.webhooks[hook_id] = {
+            "id": hook_id,
+            "name": name or f"hook {hook}",
+            "hook": hook,
+            "uri": uri,
+            "http_verb": "post",
+            "retries": 2,
+            "enabled": enabled,
+            **({"pvt_disabled_message": disable_reason} if disable_reason else {}),
+            **extra,
+        }
+        return hook_id
+
     def fail_next(self, status: int) -> None:
         self._failures.append(status)
 
@@ -144,7 +204,7 @@ class FakeKazoo:
             "request_id": secrets.token_hex(16),
             "node": "fake-node",
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "version": "4.3.1",
+            "version": self.version,
         }
         return Response(json.dumps({**base, **body}), status=status, mimetype="application/json")
 
@@ -157,6 +217,9 @@ class FakeKazoo:
         if self._failures:
             status = self._failures.pop(0)
             return self._error(status, "scripted failure", {"message": "scripted failure"})
+        hooks = WEBHOOKS_PATH.match(request.path)
+        if hooks is not None:
+            return self._webhooks_api(request, hooks.group(1))
         match = PATH.match(request.path)
         if match is None:
             return self._error(404, "bad_identifier", {"message": "bad identifier"})
@@ -199,6 +262,68 @@ class FakeKazoo:
         return self._envelope(
             202, {"status": "success", "data": self._originate(doc, route, call_id)}
         )
+
+    def _webhooks_api(self, request: Request, account_id: str) -> Response:
+        if request.headers.get("X-Auth-Token") != self.auth_token:
+            return self._error(401, "invalid_credentials", {"message": "invalid credentials"})
+        if account_id != self.account_id:
+            return self._error(403, "forbidden", {"message": "forbidden"})
+        if request.method == "GET":
+            return self._list_webhooks(request)
+        if request.method == "PUT":
+            return self._create_webhook(request)
+        return self._error(405, "method_not_allowed", {"message": "method not allowed"})
+
+    def _list_webhooks(self, request: Request) -> Response:
+        # The view's key is [account_id, doc id]: summaries in id order.
+        ids = sorted(self.webhooks)
+        start = request.args.get("start_key")
+        first = ids.index(base64.urlsafe_b64decode(start).decode()) if start else 0
+        page = ids[first : first + self.page_size]
+        rows = []
+        for hook_id in page:
+            doc = self.webhooks[hook_id]
+            row = {k: doc.get(k) for k in ("id", "hook", "name", "uri")}
+            row["enabled"] = doc.get("enabled", True)
+            if doc.get("pvt_disabled_message"):
+                row["disable_reason"] = doc["pvt_disabled_message"]
+            rows.append(row)
+        body: dict[str, Any] = {"status": "success", "data": rows, "page_size": len(rows)}
+        if start:
+            body["start_key"] = start
+        if first + self.page_size < len(ids):
+            key = ids[first + self.page_size].encode()
+            body["next_start_key"] = base64.urlsafe_b64encode(key).decode()
+        return self._envelope(200, body)
+
+    def _create_webhook(self, request: Request) -> Response:
+        envelope = request.get_json(silent=True)
+        data = envelope.get("data") if isinstance(envelope, dict) else None
+        if not isinstance(data, dict):
+            return self._error(400, "invalid request", {"message": "data is missing"})
+        errors: dict[str, Any] = {}
+        for key in ("name", "uri", "hook"):
+            if not data.get(key):
+                errors[key] = {"required": {"message": "Field is required but missing"}}
+        enums = {
+            "hook": AVAILABLE_HOOKS,
+            "http_verb": ("get", "post", "put"),
+            "format": ("form-data", "json"),
+        }
+        for key, allowed in enums.items():
+            if data.get(key) and data[key] not in allowed:
+                errors[key] = {
+                    "enum": {
+                        "message": "Value not found in enumerated list of values",
+                        "target": list(allowed),
+                    }
+                }
+        if errors:
+            return self._error(400, "validation error", errors)
+        hook_id = uuid.uuid4().hex
+        doc = {"http_verb": "post", "retries": 2, "enabled": True, **data, "id": hook_id}
+        self.webhooks[hook_id] = doc
+        return self._envelope(201, {"status": "success", "data": doc})
 
     def _originate(self, doc: dict[str, Any], route: str, call_id: str) -> dict[str, Any]:
         """The seed's 202 ``data``, placeholders filled."""
