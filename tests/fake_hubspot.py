@@ -448,6 +448,10 @@ class FakeHubSpot:
                 return self._read(object_type, rest[0], request)
             if len(rest) == 1 and method == "PATCH":
                 return self._update(object_type, rest[0], request)
+            if len(rest) == 1 and method == "DELETE":
+                if self.objects[object_type].pop(rest[0], None) is None:
+                    return _error(404, "OBJECT_NOT_FOUND", f"resource not found: {rest[0]}")
+                return Response(status=204)
         return _error(404, "OBJECT_NOT_FOUND", f"No route for {method} {request.path}")
 
     # -- endpoints -----------------------------------------------------------------------
@@ -630,7 +634,8 @@ class FakeHubSpot:
         problem = self._validate(object_type, properties, creating=False)
         if problem is not None:
             return problem
-        obj["properties"].update(properties)
+        # An empty string clears a property, as in HubSpot.
+        obj["properties"].update({k: (v or None) for k, v in properties.items()})
         obj["updated"] = time.time()
         return Response(json.dumps(self._public(obj, None)), mimetype="application/json")
 

@@ -175,3 +175,42 @@ def test_an_agent_missing_in_hubspot_is_a_visible_note_not_a_failure(fake) -> No
     assert (
         result.contact_note == "alice@example.com is not a HubSpot user (no owner found by email)"
     )
+
+
+def test_a_missed_call_task_follows_the_late_truth(fake) -> None:  # type: ignore[no-untyped-def]
+    # Events arrive out of order: the call first looks missed with nobody's phone named,
+    # then the agent whose phone rang is learnt, then that the call was answered after all.
+    alice = fake.add_owner("alice@example.com")
+    crm = configured(fake, missed_call_task__enabled=True)
+    missed = snapshot("p-late-truth", "+33612345640", outcome="no_answer", duration_s=20)
+    first = crm.log_call(missed)
+    (task,) = fake.tasks()
+    assert task["properties"].get("hubspot_owner_id") is None
+    second = crm.log_call(
+        replace(missed, crm_id=first.crm_id, crm_task_id=first.task_id, agent="1001")
+    )
+    assert second.task_id == first.task_id
+    assert fake.tasks()[0]["properties"]["hubspot_owner_id"] == alice
+    third = crm.log_call(replace(missed, crm_id=first.crm_id, crm_task_id=first.task_id,
+                                 agent="1001", outcome="answered"))  # fmt: skip
+    assert third.task_id is None and fake.tasks() == []
+
+
+def test_an_update_clears_an_owner_that_no_longer_holds(fake) -> None:  # type: ignore[no-untyped-def]
+    alice = fake.add_owner("alice@example.com")
+    crm = configured(fake)
+    tie = crm.log_call(snapshot("p-tie", "+33612345641", agent="1001"))
+    assert fake.calls()[0]["properties"]["hubspot_owner_id"] == alice
+    crm.log_call(snapshot("p-tie", "+33612345641", agent="7777", crm_id=tie.crm_id))
+    assert fake.calls()[0]["properties"].get("hubspot_owner_id") is None
+
+
+def test_a_failed_task_never_loses_the_call_it_follows(fake) -> None:  # type: ignore[no-untyped-def]
+    crm = configured(fake, missed_call_task__enabled=True)
+    fake.fail_next(1, 429, path_prefix="/crm/v3/objects/tasks", retry_after=2)
+    result = crm.log_call(snapshot("p-task-429", "+33612345642", outcome="no_answer"))
+    assert result.crm_id == fake.calls()[0]["id"] and result.task_id is None
+    assert result.incomplete is not None and result.incomplete.status == 429
+    retried = crm.log_call(snapshot("p-task-429", "+33612345642", outcome="no_answer",
+                                    crm_id=result.crm_id))  # fmt: skip
+    assert retried.task_id is not None and len(fake.calls()) == 1 and len(fake.tasks()) == 1

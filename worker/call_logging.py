@@ -71,6 +71,7 @@ def _finish(
     error: str | None = None,
     http_status: int | None = None,
     nothing_created: bool = False,
+    complete: bool = True,
 ) -> bool:
     """Store the result and release the lease; True when newer data arrived meanwhile."""
     with session_scope() as session:
@@ -94,8 +95,8 @@ def _finish(
             call.crm_contact_id = contact_id
             call.crm_owner_id = owner_id
             call.crm_contact_note = contact_note
-            call.crm_task_id = task_id or call.crm_task_id
-            call.crm_synced_hash = digest
+            call.crm_task_id = task_id
+            call.crm_synced_hash = digest if complete else None
             call.crm_error = None
         if error is not None:
             call.crm_error = error
@@ -153,6 +154,11 @@ def sync_call(
         )
         return SyncOutcome("failed", error=str(exc))
     done = CrmStatus.DRY_RUN if dry_run else CrmStatus.SYNCED
+    late = result.incomplete
+    if late is not None:
+        # The call record is written (its id is kept), a follow-up step failed: the sync
+        # is not complete, so no hash is stored and the retry does the rest.
+        done = CrmStatus.FAILED if isinstance(late, PermanentCrmError) else CrmStatus.PENDING
     newer = _finish(
         call_id,
         owner,
@@ -164,7 +170,15 @@ def sync_call(
         owner_id=result.owner_id,
         contact_note=result.contact_note,
         task_id=result.task_id,
+        error=f"after writing the call: {late}" if late is not None else None,
+        http_status=late.status if late is not None else None,
+        complete=late is None,
     )
+    if late is not None:
+        if isinstance(late, PermanentCrmError):
+            return SyncOutcome("failed", error=str(late), crm_id=result.crm_id)
+        retry_in = late.retry_after if isinstance(late, TransientCrmError) else None
+        return SyncOutcome("retry", retry_in=retry_in, error=str(late), crm_id=result.crm_id)
     if newer:
         return SyncOutcome("retry", retry_in=0, crm_id=result.crm_id)
     return SyncOutcome("synced", crm_id=result.crm_id)

@@ -97,7 +97,9 @@ class LogResult:
     owner_id: str | None
     # How the contact was chosen, when it was a choice ("2 contacts share this number…").
     contact_note: str | None = None
-    task_id: str | None = None  # the missed-call follow-up task, once created
+    task_id: str | None = None  # the missed-call follow-up task after this sync, if any
+    # The call record is written but a follow-up step (the task) failed: retry later.
+    incomplete: CrmError | None = None
 
 
 class CrmAdapter(Protocol):

@@ -56,6 +56,12 @@ class RecordingTransport:
     def create_task(self, body: dict[str, Any]) -> str:
         return f"dry-run-{self._record('POST', '/crm/v3/objects/tasks', body)}"
 
+    def update_task(self, task_id: str, body: dict[str, Any]) -> None:
+        self._record("PATCH", f"/crm/v3/objects/tasks/{task_id}", body)
+
+    def delete_task(self, task_id: str) -> None:
+        self._record("DELETE", f"/crm/v3/objects/tasks/{task_id}", None)
+
     def create_contact(self, body: dict[str, Any]) -> str:
         return f"dry-run-{self._record('POST', '/crm/v3/objects/contacts', body)}"
 

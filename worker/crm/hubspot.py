@@ -54,6 +54,8 @@ class Transport(Protocol):
     def search_deals(self, body: dict[str, Any]) -> list[dict[str, Any]]: ...
     def associate_call(self, call_id: str, to_type: str, to_id: str, type_id: int) -> None: ...
     def create_task(self, body: dict[str, Any]) -> str: ...
+    def update_task(self, task_id: str, body: dict[str, Any]) -> None: ...
+    def delete_task(self, task_id: str) -> None: ...
     def create_contact(self, body: dict[str, Any]) -> str: ...
     def account_details(self) -> dict[str, Any]: ...
 
@@ -115,7 +117,9 @@ class ClientTransport:
         """Wait for the shared budget; past a few seconds, let the task retry later."""
         if self.limiter is None:
             return
-        wait = self.limiter.take(("requests", "search") if search else ("requests",))
+        # The per-second search slot first: the 10 s slot is taken last, just before the
+        # request leaves, so its recorded time is the time HubSpot counts it.
+        wait = self.limiter.take(("search", "requests") if search else ("requests",))
         if wait is not None:
             raise TransientCrmError(
                 f"callhook's HubSpot budget is spent for now (retry in {wait:.1f} s)",
@@ -174,6 +178,16 @@ class ClientTransport:
 
     def create_task(self, body: dict[str, Any]) -> str:
         return str(self._call(self.client.crm.objects.tasks.basic_api.create, body).id)
+
+    def update_task(self, task_id: str, body: dict[str, Any]) -> None:
+        self._call(self.client.crm.objects.tasks.basic_api.update, task_id, body)
+
+    def delete_task(self, task_id: str) -> None:
+        try:
+            self._call(self.client.crm.objects.tasks.basic_api.archive, task_id)
+        except PermanentCrmError as exc:
+            if exc.status != 404:  # already gone (a rep deleted it): done
+                raise
 
     def account_details(self) -> dict[str, Any]:
         # The client library has no typed account-info API; its generic helper has no
@@ -431,6 +445,10 @@ class HubSpotCrm:
             or self.mapping.owners.default_owner_id
         )
         properties = self.call_properties(call, primary, owner_id)
+        if call.crm_id or call.create_in_doubt:
+            # An update states the owner even when there is none now: an owner set by an
+            # earlier, less complete sync (a ring-group tie) must not stay.
+            properties.setdefault("hubspot_owner_id", "")
         crm_id, action = call.crm_id, "update"
         if crm_id is None and call.create_in_doubt:
             crm_id, action = self.find_logged_call(call.external_id), "recover"
@@ -446,10 +464,27 @@ class HubSpotCrm:
         else:
             body = {"properties": properties, "associations": self._associations(contacts)}
             crm_id, action = self.transport.create_call(body), "create"
-        task_id = call.crm_task_id
-        if task_id is None and self._wants_task(call):
-            task_id = self._create_task(call, primary, owner_id)
-        return LogResult(crm_id, action, primary and primary.id, owner_id, note, task_id)
+        result = LogResult(crm_id, action, primary and primary.id, owner_id, note, call.crm_task_id)
+        try:
+            result.task_id = self._sync_task(call, primary)
+        except CrmError as exc:
+            # The call record exists: keep its id whatever happens to the task; the
+            # sync is retried for the task alone.
+            result.incomplete = exc
+        return result
+
+    def _sync_task(self, call: CallSnapshot, contact: Contact | None) -> str | None:
+        """The missed-call task after this sync: created once, kept up to date while the
+        call still counts as missed (its owner may be known only now), withdrawn when a
+        late event shows the call was answered after all."""
+        task_id, wanted = call.crm_task_id, self._wants_task(call)
+        if task_id is None:
+            return self._create_task(call, contact) if wanted else None
+        if not wanted:
+            self.transport.delete_task(task_id)
+            return None
+        self.transport.update_task(task_id, {"properties": self._task_properties(call, contact)})
+        return task_id
 
     def _contacts_for(self, call: CallSnapshot, *, fresh: bool) -> tuple[list[Contact], str | None]:
         """The contacts to log the call on, and a note when that was a choice."""
@@ -521,11 +556,9 @@ class HubSpotCrm:
             and call.outcome in task.outcomes
         )
 
-    def _create_task(
-        self, call: CallSnapshot, contact: Contact | None, call_owner: str | None
-    ) -> str:
-        """The follow-up of a missed call: for the agent who should have answered, else the
-        contact's owner, else the default owner; due soon."""
+    def _task_properties(self, call: CallSnapshot, contact: Contact | None) -> dict[str, str]:
+        """The task's subject, body, owner and due time; the owner is the agent who should
+        have answered, else the contact's owner, else the default owner."""
         spec = self.mapping.missed_call_task
         owner = (
             self.owner_for_agent(call.platform, call.agent)
@@ -540,14 +573,20 @@ class HubSpotCrm:
             "call": call,
         }
         due = (call.ended_at or datetime.now(UTC)) + timedelta(minutes=spec.due_in_minutes)
-        properties = {
+        return {
             "hs_timestamp": _ms(due),
             "hs_task_subject": TEMPLATES.from_string(spec.subject).render(context).strip(),
             "hs_task_body": TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_task_priority": spec.priority,
+            "hubspot_owner_id": owner or "",
+        }
+
+    def _create_task(self, call: CallSnapshot, contact: Contact | None) -> str:
+        """The follow-up of a missed call, due soon, on the caller's contact."""
+        properties = {
+            **self._task_properties(call, contact),
             "hs_task_type": "CALL",
             "hs_task_status": "NOT_STARTED",
-            "hs_task_priority": spec.priority,
-            "hubspot_owner_id": owner,
         }
         body: dict[str, Any] = {
             "properties": {k: v for k, v in properties.items() if v},
