@@ -41,3 +41,16 @@ def test_a_burst_of_calls_never_meets_a_429(client, hubspot) -> None:  # type: i
         len([c for c in hubspot.calls() if c["properties"].get("hs_call_to_number") in wanted])
         == 40
     )
+
+
+def test_a_request_takes_all_its_slots_at_once_or_none(redis_server: RedisServer) -> None:
+    # A search needs a per-second slot and a 10-second slot: if one is full it must not
+    # hold the other while it waits (its recorded time would drift from HubSpot's count).
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete("callhook:ratelimit:wide", "callhook:ratelimit:narrow")
+    limiter = RateLimiter(
+        client, {"wide": Budget(10, 60.0), "narrow": Budget(1, 60.0)}, max_wait_s=0
+    )
+    assert limiter.take(("narrow", "wide")) is None
+    assert limiter.take(("narrow", "wide")) is not None  # narrow is full...
+    assert client.zcard("callhook:ratelimit:wide") == 1  # ...and wide was not charged

@@ -19,20 +19,31 @@ import redis
 
 log = logging.getLogger("callhook.crm")
 
-# KEYS[1] the window; ARGV: limit, window in ms, a unique member.
-# Returns 0 when a slot was taken, else the milliseconds to wait before asking again.
+# KEYS: the windows; ARGV: a unique member, then limit and window (ms) per key.
+# All or nothing: a slot is taken in every window at once, or in none, so a request never
+# holds one slot while it waits for another (its recorded time would drift from the time
+# HubSpot counts it). Returns 0 when taken, else the milliseconds to wait.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now, 1)
+  end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+if wait > 0 then
+  return wait
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
+end
+return 0
 """
 
 
@@ -52,25 +63,25 @@ class RateLimiter:
         self._script = client.register_script(_TAKE)
 
     def take(self, kinds: tuple[str, ...]) -> float | None:
-        """Take one slot in each budget; None when taken, else seconds the caller should
-        come back after (the wait would exceed `max_wait_s`: better retry the task later
-        than hold a worker). A Redis outage lets the request go: HubSpot's 429 remains."""
+        """Take one slot in each budget at once; None when taken, else seconds the caller
+        should come back after (the wait would exceed `max_wait_s`: better retry the task
+        later than hold a worker). A Redis outage lets the request go: HubSpot's 429
+        remains."""
         deadline = time.monotonic() + self.max_wait_s
+        keys = [f"callhook:ratelimit:{kind}" for kind in kinds]
+        limits: list[int] = []
         for kind in kinds:
             budget = self.budgets[kind]
-            while True:
-                try:
-                    wait_ms = self._script(
-                        keys=[f"callhook:ratelimit:{kind}"],
-                        args=[budget.limit, int(budget.window_s * 1000), uuid.uuid4().hex],
-                    )
-                except redis.RedisError as exc:
-                    log.warning("ratelimit.unavailable error=%s", type(exc).__name__)
-                    return None
-                if not wait_ms:
-                    break
-                wait = int(wait_ms) / 1000
-                if time.monotonic() + wait > deadline:
-                    return wait
-                time.sleep(wait)
-        return None
+            limits += [budget.limit, int(budget.window_s * 1000)]
+        while True:
+            try:
+                wait_ms = self._script(keys=keys, args=[uuid.uuid4().hex, *limits])
+            except redis.RedisError as exc:
+                log.warning("ratelimit.unavailable error=%s", type(exc).__name__)
+                return None
+            if not wait_ms:
+                return None
+            wait = int(wait_ms) / 1000
+            if time.monotonic() + wait > deadline:
+                return wait
+            time.sleep(wait)
