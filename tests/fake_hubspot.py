@@ -31,8 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_server import FakeHttpServer
 
 CALL_STATUSES = [
     "BUSY",
@@ -142,7 +143,7 @@ def _property_errors(errors: list[dict[str, str]]) -> Response:
     )
 
 
-class FakeHubSpot:
+class FakeHubSpot(FakeHttpServer):
     """Start with ``with FakeHubSpot(token=...) as fake:``; ``fake.url`` is its base URL."""
 
     def __init__(
@@ -160,23 +161,12 @@ class FakeHubSpot:
         self.search_per_second = search_per_second
         self._lock = threading.RLock()
         self._ids = itertools.count(51_000_000_001)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeHubSpot:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.root_url
 
     def reset(self) -> None:
         """Forget every object, request and scripted failure (each test starts clean)."""

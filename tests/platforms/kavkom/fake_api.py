@@ -28,8 +28,9 @@ import time
 import uuid
 from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_server import FakeHttpServer
 
 CALL_PATH = "/api/pbx/v1/active_call/call"
 ROUTE = "active_call/call"
@@ -44,7 +45,7 @@ def _pbx_error(status: int, message: str, **extra: Any) -> Response:
     return _json(status, {"error": True, "message": message, **extra})
 
 
-class FakeKavkom:
+class FakeKavkom(FakeHttpServer):
     """``with FakeKavkom(token=..., domain_uuid=..., extensions=["901"]) as fake:``."""
 
     def __init__(
@@ -63,24 +64,11 @@ class FakeKavkom:
         self._switch: dict[str, str] = {}
         self._failures: list[tuple[int, dict[str, Any] | None, str | None]] = []
         self._stall: float | None = None
-        self._server: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeKavkom:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        # A short poll interval: shutdown() waits for it at every test's end.
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.root_url
 
     # -- what tests arrange ----------------------------------------------------------
     def add_token(self, token: str, *, domains: set[str], routes: set[str]) -> None:

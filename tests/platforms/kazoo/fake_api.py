@@ -39,8 +39,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_server import FakeHttpServer
 
 PATH = re.compile(r"^/v2/accounts/([^/]+)/clicktocall/([^/]+)/connect$")
 WEBHOOKS_PATH = re.compile(r"^/v2/accounts/([^/]+)/webhooks$")
@@ -84,7 +85,7 @@ def kazoo_contact(contact: str) -> str:
     return encoded
 
 
-class FakeKazoo:
+class FakeKazoo(FakeHttpServer):
     """``with FakeKazoo(account_id=..., auth_token=...) as fake:``; ``fake.url`` is the API root."""
 
     def __init__(
@@ -107,24 +108,11 @@ class FakeKazoo:
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._failures: list[int] = []
-        self._server: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeKazoo:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        # A short poll interval: shutdown() waits for it at every test's end.
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.root_url
 
     # -- what tests arrange ----------------------------------------------------------
     def add_c2c(

@@ -54,8 +54,9 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_server import FakeHttpServer
 
 NUMBER = re.compile(r"\+?\d{3,15}")
 EXTENSION_ID = re.compile(r"[a-f0-9]{32}")
@@ -117,7 +118,7 @@ def _with_query(url: str, params: dict[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(params)
 
 
-class FakeKwebbl:
+class FakeKwebbl(FakeHttpServer):
     """``with FakeKwebbl() as fake:``; ``fake.url`` is the API base URL, ``/v100`` included,
     ``fake.auth_url`` the authorization server (``/authorize``, ``/token``)."""
 
@@ -153,25 +154,12 @@ class FakeKwebbl:
         self._state = threading.RLock()
         self._log: list[dict[str, Any]] = []
         self._failures: list[tuple[int, dict[str, Any] | None, str | None]] = []
-        self._server: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeKwebbl:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        # A short poll interval: shutdown() waits for it at every test's end.
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     @property
     def auth_url(self) -> str:
         """The authorization server: ``/authorize`` and ``/token`` hang under it."""
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.root_url
 
     @property
     def url(self) -> str:

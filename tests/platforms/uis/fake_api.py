@@ -33,8 +33,9 @@ import json
 import threading
 from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_server import FakeHttpServer
 
 METHOD = "start.employee_call"
 PARAMS = {
@@ -83,7 +84,7 @@ class RpcError(Exception):
         self.field, self.value, self.params, self.metadata = field, value, params, metadata
 
 
-class FakeUis:
+class FakeUis(FakeHttpServer):
     """``with FakeUis(access_token=..., virtual_numbers=[...]) as fake:``; ``fake.url``."""
 
     def __init__(
@@ -113,24 +114,11 @@ class FakeUis:
         self._log: list[dict[str, Any]] = []
         self._limited: list[tuple[str, float]] = []
         self._scripted: list[RpcError | int] = []
-        self._server: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeUis:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        # A short poll interval: shutdown() waits for it at every test's end.
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{self.base_path}"
+        return self.root_url + self.base_path
 
     # -- what tests arrange ----------------------------------------------------------
     def add_employee(self, employee_id: int, phone_numbers: list[str] | None = None) -> None:
