@@ -29,11 +29,15 @@ holds the figures of a run and the bugs the day shows (`known_bugs`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import random
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -1472,9 +1476,13 @@ def run_day(
     timeout_s: float = 300.0,
     extra_env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    procfile: bool = False,
 ) -> DayResult:
     """Post the day through the real receiver and worker, wave by wave, each wave posted
-    once the one before it is logged; `timeout_s` bounds each wave's wait."""
+    once the one before it is logged; `timeout_s` bounds each wave's wait.
+
+    `procfile`: the processes are the Procfile's (release, then gunicorn `web` and celery
+    `worker` with only environment variables), and deliveries go over HTTP to `web`."""
     import redis
 
     from webhook_receiver import create_app
@@ -1491,10 +1499,14 @@ def run_day(
     environment.set(env)
     access_log = logging.getLogger("werkzeug")
     access_level = access_log.level
+    deployment = Deployment(env, tmp) if procfile else None
     worker = WorkerProcess(env, tmp / "worker.log")
-    worker.start()
+    if deployment is None:
+        worker.start()
     try:
-        client = create_app({"TESTING": True}).test_client()
+        client: Any = (
+            deployment.start() if deployment else create_app({"TESTING": True}).test_client()
+        )
         access_log.setLevel(logging.WARNING)  # the fake HubSpot's, one line a request
         statuses: Counter[str] = Counter()
         waves: list[WaveStats] = []
@@ -1538,9 +1550,105 @@ def run_day(
             tmp / "worker.log",
         )
     finally:
+        if deployment is not None:
+            deployment.stop()
         worker.stop()
         environment.restore()
         access_log.setLevel(access_level)
+
+
+class Deployment:
+    """The Procfile's processes, started as a Heroku-like platform would: `release`, then
+    `web` and `worker`, with only environment variables. `start` answers an HTTP client
+    with the test client's `open` (deliveries reach gunicorn over a socket)."""
+
+    def __init__(self, env: dict[str, str], tmp: Path):
+        import socket
+        import sys
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        bindir = str(Path(sys.executable).parent)
+        self.env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": "1",
+                    "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}  # fmt: skip
+        self.log = tmp / "procs.log"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _commands(self) -> dict[str, str]:
+        entries = {}
+        for line in (ROOT / "Procfile").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, command = line.partition(":")
+                entries[name.strip()] = command.strip()
+        return entries
+
+    def start(self) -> Any:
+        import requests
+
+        commands = self._commands()
+        subprocess.run(commands["release"], shell=True, cwd=ROOT, env=self.env, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        with self.log.open("ab") as out:
+            for name in ("web", "worker"):
+                self.procs.append(subprocess.Popen(
+                    commands[name], shell=True, cwd=ROOT, env=self.env, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                ))  # fmt: skip
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Procfile's web never got ready; see {self.log}")
+            time.sleep(0.2)
+        return _HttpClient(base)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+class _HttpClient:
+    """The part of Flask's test client `post_all` uses, over real HTTP."""
+
+    def __init__(self, base: str):
+        import requests
+
+        self.base = base
+        self.session = requests.Session()
+
+    def open(self, url: str, *, method: str, data: Any, content_type: str | None,
+             headers: dict[str, str]) -> Any:  # fmt: skip
+        sent = dict(headers)
+        if content_type:
+            sent["Content-Type"] = content_type
+        response = self.session.request(method, self.base + url, data=data, headers=sent,
+                                        timeout=30)  # fmt: skip
+
+        class Answer:
+            status_code = response.status_code
+
+            @staticmethod
+            def get_json(silent: bool = False) -> Any:
+                try:
+                    return response.json()
+                except ValueError:
+                    if silent:
+                        return None
+                    raise
+
+        return Answer()
 
 
 # -- the checks ------------------------------------------------------------------------------

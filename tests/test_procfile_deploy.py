@@ -151,3 +151,25 @@ def test_seed_cdr_through_a_procfile_deployment(
         timeout=30,
     )  # the access line is written after the answer
     assert WEBHOOK_SECRETS["kwebbl"] not in logs
+
+
+def test_every_platforms_calls_through_a_procfile_deployment(  # type: ignore[no-untyped-def]
+    db_kind, redis_server, hubspot, tmp_path: Path
+) -> None:
+    # The five platforms' payloads (answered, missed, busy, transfers, ring groups),
+    # shuffled with duplicates and late deliveries, posted over HTTP to gunicorn started
+    # from the Procfile, logged by the Procfile's worker: one correct HubSpot call each.
+    from bench import mixed_day
+
+    day = mixed_day.plan_day(20, seed=11)
+    assert {c.platform for c in day.calls} == {"kavkom", "kwebbl", "kazoo", "uis", "voximplant"}
+    from tests.conftest import fresh_database
+
+    result = mixed_day.run_day(
+        day, db_url=fresh_database(db_kind, tmp_path), redis_url=redis_server.url,
+        hubspot=hubspot, tmp=tmp_path, timeout_s=180, procfile=True,
+    )  # fmt: skip
+    problems = mixed_day.check_day(result)
+    for call in day.calls:
+        problems += mixed_day.check_record(result, call) + mixed_day.check_task(result, call)
+    assert problems == [], "\n".join(map(str, problems))
