@@ -139,3 +139,24 @@ def test_forged_and_revoked_links_are_refused(live_server) -> None:  # type: ign
     revoke("bob@example.com")
     refused = EventStream(f"{live_server.url}/agent/stream?k={token}")
     assert refused.status == 403 and "revoked" in json.loads(refused.body)["reason"]
+
+
+def test_agent_pages_never_take_the_threads_webhooks_need(live_server, hubspot) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import Environment
+    from webhook_receiver import agent_page
+
+    # Two more streams than are open now (earlier tests' may still be closing), no more.
+    env = Environment()
+    env.set({"WEBHOOK_THREADS": "8", "WEB_THREADS": str(8 + agent_page._streams_open + 2)})
+    try:
+        url = f"{live_server.url}/agent/stream?k={create_link('alice@example.com')}"
+        first, second = EventStream(url), EventStream(url)
+        refused = EventStream(url)
+        assert (first.status, second.status, refused.status) == (200, 200, 503)
+        assert refused.response.getheader("Retry-After") == "5"
+        assert "too many open agent pages" in json.loads(refused.body)["reason"]
+        post(live_server, live("pop-full", "ringing", "1001", "33612345644"))  # still served
+        first.close()
+        second.close()
+    finally:
+        env.restore()

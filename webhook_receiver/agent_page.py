@@ -6,14 +6,18 @@ stream id is the SSE event id, so the browser's automatic reconnect resumes with
 ``Last-Event-ID`` wherever it lands. A comment line every ``HEARTBEAT_S`` keeps the
 connection alive through routers that cut idle ones (Heroku: 55 s).
 
-Each open page holds one gunicorn thread (gthread workers): size
-WEB_CONCURRENCY * WEB_THREADS for the number of agents online plus webhook traffic.
+Each open page holds one gunicorn thread (gthread workers). So that pages can never take
+the threads webhooks need, a process serves at most WEB_THREADS - WEBHOOK_THREADS
+streams; past that a page gets 503 with Retry-After and its script reconnects later
+(possibly to another process). Size WEB_CONCURRENCY * (WEB_THREADS - WEBHOOK_THREADS)
+above the number of agents online.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -39,6 +43,26 @@ log = logging.getLogger("callhook.agent")
 
 HEARTBEAT_S = 15
 REPLAY_DEPTH = 100
+_streams_lock = threading.Lock()
+_streams_open = 0
+
+
+def _take_stream_slot() -> bool:
+    """One of this process's agent-stream slots, if any is free."""
+    global _streams_open
+    settings = get_settings()
+    cap = max(1, settings.web_threads - settings.webhook_threads)
+    with _streams_lock:
+        if _streams_open >= cap:
+            return False
+        _streams_open += 1
+        return True
+
+
+def _release_stream_slot() -> None:
+    global _streams_open
+    with _streams_lock:
+        _streams_open -= 1
 
 
 def current_agent() -> tuple[Agent, str]:
@@ -95,6 +119,11 @@ def replay(client: redis.Redis, key: str, last_id: str | None) -> tuple[list[str
 @bp.get("/agent/stream")
 def stream():  # type: ignore[no-untyped-def]
     agent, token = current_agent()
+    if not _take_stream_slot():
+        log.warning("agent.streams_full agent=%s", agent.email)
+        response = jsonify(error="busy", reason="too many open agent pages here; retrying")
+        response.headers["Retry-After"] = "5"
+        return response, 503
     key = stream_key(agent.email)
     last = request.headers.get("Last-Event-ID") or request.args.get("last") or None
     # Its own connection: a blocking read must outlive the usual short socket timeout.
@@ -124,6 +153,7 @@ def stream():  # type: ignore[no-untyped-def]
             log.warning("agent.stream_lost agent=%s error=%s", agent.email, type(exc).__name__)
         finally:
             client.close()
+            _release_stream_slot()
 
     return Response(
         events(),

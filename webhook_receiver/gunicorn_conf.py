@@ -10,7 +10,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # Threads: webhook handling waits on the database; later, long-lived SSE streams.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# Each open agent page holds a thread (a long-lived SSE response); the receiver keeps
+# WEBHOOK_THREADS of them for webhooks whatever the number of pages (agent_page.py).
+threads = int(os.environ.get("WEB_THREADS", "32"))
 # Load the app once in the master: a broken mapping file stops start-up with its message,
 # and the embedded Redis (when REDIS_URL is unset) is started once, not per worker.
 preload_app = True

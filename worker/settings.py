@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     contact_cache_miss_s: float = 30.0
     # A ringing pop left without news (lost "ended" webhook) closes after this long.
     pop_ttl_s: float = 600.0
+    # gunicorn threads per web process, and how many of them agent pages may hold: the
+    # rest stay free for webhooks (a platform retrying into a full server loses calls).
+    web_threads: int = 32
+    webhook_threads: int = 8
 
     # Click-to-call: each platform's API, enabled when its credentials are set.
     kavkom_api_token: SecretStr | None = None
