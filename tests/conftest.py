@@ -173,6 +173,9 @@ def base_env(
         "OUTBOX_SWEEP_INTERVAL_S": "1",
         "BROKER_PUBLISH_TIMEOUT_S": "1",
         "CRM_RESYNC_AFTER_S": "2",
+        # Tests open and close agent pages faster than a closed one frees its slot (the
+        # next heartbeat): no cap here; tests/test_screen_pop.py checks the cap itself.
+        "WEB_THREADS": "1000",
     }
     if hubspot is not None:
         env["HUBSPOT_ACCESS_TOKEN"] = TOKEN

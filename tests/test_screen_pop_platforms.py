@@ -44,6 +44,7 @@ def pages(live_server: LiveServer) -> Iterator[dict[str, EventStream]]:
         name: EventStream(f"{live_server.url}/agent/stream?k={create_link(email)}")
         for name, email in (("alice", "alice@example.com"), ("bob", "bob@example.com"))
     }
+    assert [stream.status for stream in opened.values()] == [200, 200]
     yield opened
     for stream in opened.values():
         stream.close()

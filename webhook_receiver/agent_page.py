@@ -153,13 +153,16 @@ def stream():  # type: ignore[no-untyped-def]
             log.warning("agent.stream_lost agent=%s error=%s", agent.email, type(exc).__name__)
         finally:
             client.close()
-            _release_stream_slot()
 
-    return Response(
+    response = Response(
         events(),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # Released when the server closes the response, streamed or not (a client gone before
+    # the first byte never runs the generator, so its `finally` cannot be relied on).
+    response.call_on_close(_release_stream_slot)
+    return response
 
 
 @bp.post("/agent/contact")
