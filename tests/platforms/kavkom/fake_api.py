@@ -88,33 +88,11 @@ class FakeKavkom(FakeHttpServer):
         self._stall = seconds
 
     # -- what tests read ---------------------------------------------------------------
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._log)
-
     def placed(self) -> list[dict[str, Any]]:
         """The calls the PBX originated."""
         return [r for r in self.requests() if r["status"] == 200]
 
     # -- the API ------------------------------------------------------------------------
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        raw = request.get_data(as_text=True)
-        response = self._handle(request)
-        with self._lock:
-            self._log.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.args.to_dict(),
-                    "headers": dict(request.headers),
-                    "body": raw,
-                    "json": request.get_json(silent=True),
-                    "status": response.status_code,
-                }
-            )
-        return response(environ, start_response)
-
     def _handle(self, request: Request) -> Response:
         if self._failures:
             status, body, retry_after = self._failures.pop(0)

@@ -163,29 +163,7 @@ class FakeKazoo(FakeHttpServer):
         self._failures.append(status)
 
     # -- what tests read ---------------------------------------------------------------
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._log)
-
     # -- the API ------------------------------------------------------------------------
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        raw = request.get_data(as_text=True)
-        response = self._handle(request)
-        with self._lock:
-            self._log.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.args.to_dict(),
-                    "headers": dict(request.headers),
-                    "body": raw,
-                    "json": request.get_json(silent=True),
-                    "status": response.status_code,
-                }
-            )
-        return response(environ, start_response)
-
     def _envelope(self, status: int, body: dict[str, Any]) -> Response:
         base = {
             "auth_token": self.auth_token,

@@ -211,10 +211,6 @@ class FakeKwebbl(FakeHttpServer):
             return self.client_secret
 
     # -- what tests read ---------------------------------------------------------------
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._log)
-
     def token_requests(self, grant_type: str | None = None) -> list[dict[str, Any]]:
         """The requests /token received (optionally one grant type's), oldest first."""
         return [
@@ -234,24 +230,6 @@ class FakeKwebbl(FakeHttpServer):
         return self.issued[-1]
 
     # -- the server ------------------------------------------------------------------------
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        raw = request.get_data(as_text=True)
-        response = self._handle(request)
-        with self._lock:
-            self._log.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.args.to_dict(),
-                    "headers": dict(request.headers),
-                    "body": raw,
-                    "json": request.get_json(silent=True),
-                    "status": response.status_code,
-                }
-            )
-        return response(environ, start_response)
-
     def _scripted_failure(self, path: str) -> Response | None:
         for index, (status, body, only) in enumerate(self._failures):
             if only is None or only == path:

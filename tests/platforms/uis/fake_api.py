@@ -137,27 +137,13 @@ class FakeUis(FakeHttpServer):
         self._scripted.append(failure)
 
     # -- what tests read ---------------------------------------------------------------
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._log)
-
     # -- the API ------------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         raw = request.get_data(as_text=True)
         with self._lock:
             response = self._handle(request, raw)
-            self._log.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.args.to_dict(),
-                    "headers": dict(request.headers),
-                    "body": raw,
-                    "json": request.get_json(silent=True, force=True),
-                    "status": response.status_code,
-                }
-            )
+            self._log.append(self._entry(request, raw, response, force_json=True))
         return response(environ, start_response)
 
     def _handle(self, request: Request, raw: str) -> Response:
