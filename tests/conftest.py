@@ -165,6 +165,8 @@ def base_env(
     env = {
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
+        # 32+ bytes, as a server database requires (worker/settings.py).
+        "SECRET_KEY": "tests-only-signing-key-0123456789abcdef",
         "DEFAULT_REGION": "FR",
         "MAPPINGS_DIR": str(ROOT / "mappings"),
         "INSTANCE_DIR": str(instance),

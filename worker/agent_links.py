@@ -1,11 +1,21 @@
-"""Agents' personal links: a signed token names a link row, which can be revoked.
+"""Personal links: a signed token names a link row, which expires and can be revoked.
 
-No passwords: an admin prints a link for an agent (``callhook agents link EMAIL``) and
-sends it to them. The token is signed with SECRET_KEY (a forged one is refused) and
-names a row in ``agent_links`` (revoking the row kills the link without rotating the key).
+No passwords: an admin prints a link (``callhook agents link EMAIL`` for an agent's page,
+``callhook admin link EMAIL`` for the operator pages) and sends it. The token is signed
+with SECRET_KEY (a forged one is refused) and names a row in ``agent_links``; the row
+holds the link's role, its expiry and its revocation, so killing a link needs no key
+rotation. A leaked link is therefore bounded in time (``AGENT_LINK_TTL_DAYS``,
+``OPERATOR_LINK_TTL_HOURS``) and in reach (its role), and an agent page in daily use
+renews its own link before it expires (`renew`), so expiry never breaks an open page.
+
+itsdangerous (Flask's own signing library) signs; the rows add what a signature alone
+cannot: revocation and a per-role lifetime that an operator can shorten.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import select
@@ -15,43 +25,101 @@ from worker.models import AgentLink, utcnow
 from worker.settings import get_settings
 
 SALT = "callhook-agent-link"
+AGENT = "agent"
+OPERATOR = "operator"
+ROLES = (AGENT, OPERATOR)
+# Tokens are short (a signed row id); anything longer is refused before any work.
+MAX_TOKEN_CHARS = 200
+
+
+@dataclass(frozen=True)
+class LinkHolder:
+    """Who a valid token belongs to, and until when it holds."""
+
+    link_id: int
+    email: str
+    role: str
+    expires_at: datetime
 
 
 def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(get_settings().signing_key(), salt=SALT)
 
 
-def create_link(email: str) -> str:
-    """A new token for `email` (earlier links stay valid until revoked)."""
+def lifetime(role: str) -> timedelta:
+    settings = get_settings()
+    if role == OPERATOR:
+        return timedelta(hours=settings.operator_link_ttl_hours)
+    return timedelta(days=settings.agent_link_ttl_days)
+
+
+def create_link(email: str, role: str = AGENT) -> str:
+    """A new token for `email` in `role` (earlier links stay valid until they expire)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown link role {role!r}")
+    now = utcnow()
     with session_scope() as session:
-        link = AgentLink(email=email.lower())
+        link = AgentLink(
+            email=email.lower(), role=role, created_at=now, expires_at=now + lifetime(role)
+        )
         session.add(link)
         session.flush()
         assert link.id is not None
         return str(_serializer().dumps({"l": link.id}))
 
 
-def email_for(token: str) -> str | None:
-    """The agent a token belongs to, or None when forged, unknown or revoked."""
+def holder(token: str, role: str = AGENT) -> LinkHolder | None:
+    """The holder of a token in `role`, or None when forged, unknown, expired or revoked."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
     try:
         data = _serializer().loads(token)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("l"), int):
+    if not isinstance(data, dict) or type(data.get("l")) is not int:
         return None
     with session_scope() as session:
         link = session.get(AgentLink, data["l"])
-        if link is None or link.revoked_at is not None:
+        if link is None or link.revoked_at is not None or link.role != role:
             return None
-        return link.email
+        expires = link.expires_at or (link.created_at + lifetime(role))
+        if expires <= utcnow():
+            return None
+        assert link.id is not None
+        return LinkHolder(link.id, link.email, link.role, expires)
 
 
-def revoke(email: str) -> int:
-    """Revoke every live link of `email`; returns how many."""
+def email_for(token: str, role: str = AGENT) -> str | None:
+    """The email a token belongs to, or None when forged, unknown, expired or revoked."""
+    found = holder(token, role)
+    return found.email if found else None
+
+
+def renew(token: str, role: str = AGENT) -> tuple[str, LinkHolder] | None:
+    """A fresh token for the holder of a valid one, once half its lifetime has passed.
+
+    The old token stays valid until its own expiry (another tab may still hold it), so a
+    page that swaps tokens never loses its stream. Returns None for an invalid token;
+    the same token when it is still young (no row is written for every page load).
+    """
+    found = holder(token, role)
+    if found is None:
+        return None
+    if found.expires_at - utcnow() > lifetime(role) / 2:
+        return token, found
+    fresh = create_link(found.email, role)
+    renewed = holder(fresh, role)
+    assert renewed is not None
+    return fresh, renewed
+
+
+def revoke(email: str, role: str = AGENT) -> int:
+    """Revoke every live link of `email` in `role`; returns how many."""
     with session_scope() as session:
         links = session.exec(
             select(AgentLink).where(
                 AgentLink.email == email.lower(),
+                AgentLink.role == role,
                 AgentLink.revoked_at.is_(None),  # type: ignore[union-attr]
             )
         ).all()

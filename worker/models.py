@@ -82,6 +82,11 @@ class WebhookEvent(SQLModel, table=True):
     canonical: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     enqueued_at: datetime | None = _ts()
     processed_at: datetime | None = _ts()
+    # How many times the worker tried to fold it: past a bound it is marked failed (kept,
+    # replayable) instead of being retried forever.
+    attempts: int = Field(
+        default=0, sa_column=Column(sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 class CrmStatus:
@@ -188,16 +193,41 @@ class DryRunRequest(SQLModel, table=True):
 
 
 class AgentLink(SQLModel, table=True):
-    """A personal link to the agent page: signed, and revocable by deleting its row's right."""
+    """A personal link (an agent's page, or an operator's sign-in): signed, expiring, and
+    revocable through its row."""
 
     __tablename__ = "agent_links"
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, index=True)
+    # `agent` opens the agent page; `operator` signs in to the operator pages.
+    role: str = Field(
+        default="agent", sa_column=Column(sa.String(16), nullable=False, server_default="agent")
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # None only on links made before links expired: they count from created_at.
+    expires_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+class DialAttempt(SQLModel, table=True):
+    """Every click-to-call an agent asked for, placed or refused, for the operator's eyes."""
+
+    __tablename__ = "dial_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    agent_email: str = Field(max_length=320, index=True)
+    # What the agent asked for, as typed (bounded), and its E.164 form when it parsed.
+    requested: str = Field(default="", max_length=64)
+    destination: str | None = Field(default=None, max_length=32)
+    platform: str | None = Field(default=None, max_length=64)
+    # placed | refused (policy) | rate_limited | failed (the platform refused or failed)
+    result: str = Field(max_length=16, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    platform_call_id: str | None = Field(default=None, max_length=200)
 
 
 class PlatformCredential(SQLModel, table=True):

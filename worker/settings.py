@@ -14,8 +14,10 @@ import secrets
 from pathlib import Path
 
 import phonenumbers
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -49,9 +51,23 @@ class Settings(BaseSettings):
     # HubSpot's limits for a private app (higher tiers allow more): every worker shares them.
     hubspot_requests_per_10s: int = 100
     hubspot_searches_per_s: int = 5
-    # Signs agents' personal links; without it a key is generated under INSTANCE_DIR
-    # (fine on one machine, not across dynos: set it in production).
+    # Signs personal links and seals platform tokens. Required (32+ bytes) with a server
+    # database: every process, dyno and `heroku run` must share it. With SQLite (one
+    # machine) a key is generated once under INSTANCE_DIR when it is unset.
     secret_key: SecretStr | None = None
+    # How long a personal link holds. An agent page in use renews its own link, so only
+    # a link nobody opens for this long dies; an operator's sign-in is short.
+    agent_link_ttl_days: float = Field(default=30.0, gt=0, le=3650)
+    operator_link_ttl_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    # Open streams (tabs, the HubSpot window) one agent may hold in one web process.
+    agent_streams_per_agent: int = Field(default=4, ge=1, le=100)
+    # Click-to-call policy (see docs/security.md): phonenumbers' number types allowed,
+    # and ISO countries allowed (empty: DEFAULT_REGION's only; `*`: any country).
+    dial_allowed_types: str = "fixed_line,mobile,fixed_line_or_mobile"
+    dial_allowed_countries: str = ""
+    # Per-agent click-to-call rate limits, shared by every web process through Redis.
+    dial_max_per_minute: int = Field(default=6, ge=1, le=10_000)
+    dial_max_per_hour: int = Field(default=60, ge=1, le=100_000)
     # The HubSpot account id in record links; asked of HubSpot's account-info API if unset.
     hubspot_portal_id: str = ""
     # How long a CRM contact lookup is reused (the pop and the call log share it).
@@ -101,12 +117,40 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip().encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_BYTES} bytes; "
+                "generate one with `callhook secret`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _shared_secret_for_shared_database(self) -> Settings:
+        if self.secret_key is None and not self.sqlalchemy_url_is_sqlite:
+            raise ValueError(
+                "SECRET_KEY must be set (32+ bytes) when DATABASE_URL is a server database: "
+                "every process must sign links and seal tokens with the same key. "
+                "Generate one with `callhook secret`"
+            )
+        return self
+
     @field_validator("hubspot_access_token")
     @classmethod
     def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @property
+    def sqlalchemy_url_is_sqlite(self) -> bool:
+        """SQLite (the embedded default or a file): a one-machine database."""
+        url = self.database_url.strip()
+        return not url or url.startswith("sqlite")
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -153,7 +197,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         lines = [
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
         ]
         raise ConfigError("invalid environment:\n  " + "\n  ".join(lines)) from None
 

@@ -552,7 +552,7 @@ def test_a_refused_refresh_asks_for_kwebbl_to_be_connected_again(
 
 def test_tokens_sealed_with_another_secret_key_ask_for_reconnection(kw: Kw) -> None:
     connect(kw)
-    kw.env.set({"SECRET_KEY": "a-different-key"})
+    kw.env.set({"SECRET_KEY": "a-different-key-for-this-test-only-0123"})
 
     with pytest.raises(KwebblAuthError) as caught:
         access_token()
