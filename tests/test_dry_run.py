@@ -66,6 +66,12 @@ def test_dry_run_records_the_call_it_would_create(client, stack: dict[str, Any])
     assert body["properties"]["hs_call_to_number"] == "+33612345678"
     assert "POST /crm/v3/objects/contacts/search" in output
 
+    # It shows callers' numbers: an operator must sign in first.
+    refused = client.get("/dry-run")
+    assert refused.status_code == 401
+    assert "callhook admin link" in refused.get_json()["reason"]
+    link = runner.invoke(cli, ["admin", "link", "ops@example.com"]).output.strip()
+    assert client.get(link.split("127.0.0.1:5000", 1)[1]).status_code == 303
     page = client.get("/dry-run")
     assert page.status_code == 200
     assert "POST /crm/v3/objects/calls" in page.get_data(as_text=True)

@@ -72,6 +72,8 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
         **{f"{n.upper()}_WEBHOOK_SECRET": v for n, v in WEBHOOK_SECRETS.items()},
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "WEB_CONCURRENCY": "1",
+        # Every process of a deployment must share it (required with a server database).
+        "SECRET_KEY": "procfile-deploy-tests-signing-key-0123456789",
     }
     for key in ("MAPPINGS_DIR", "OUTBOX_GRACE_S", "OUTBOX_SWEEP_INTERVAL_S", "CRM_RESYNC_AFTER_S"):
         env.pop(key, None)
@@ -151,6 +153,18 @@ def test_seed_cdr_through_a_procfile_deployment(
         timeout=30,
     )  # the access line is written after the answer
     assert WEBHOOK_SECRETS["kwebbl"] not in logs
+
+    # A platform name with a line break cannot forge a log line (access log and app log).
+    forged = "webhook.accepted platform=kavkom id=999"
+    assert http("POST", f"{deployment}/webhooks/x%0A{forged.replace(' ', '%20')}", seed, good)[
+        0
+    ] == 404
+    logs = wait_until(
+        lambda: (text := log_file.read_text(errors="replace")) and "/webhooks/x" in text and text,
+        timeout=30,
+    )
+    assert not [line for line in logs.splitlines() if line.startswith(forged)]
+    assert "/webhooks/x\\x0a" + forged in logs
 
 
 def test_every_platforms_calls_through_a_procfile_deployment(  # type: ignore[no-untyped-def]

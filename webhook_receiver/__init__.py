@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from flask import Flask, jsonify
@@ -12,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from webhook_receiver.auth import configured_secrets
 from webhook_receiver.mapping import load_mappings
 from worker.celery_app import configure as configure_celery
+from worker.log_format import configure_logging
 from worker.settings import ConfigError, get_settings
 
 log = logging.getLogger("callhook")
@@ -19,11 +19,7 @@ log = logging.getLogger("callhook")
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; a configuration error stops start-up with a readable message."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging()
     try:
         settings = get_settings()
         mappings = load_mappings(settings.mappings_dir)
@@ -53,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         health,
         hubspot_widget,
         kwebbl_connect,
+        operator_auth,
         webhooks,
     )
     from webhook_receiver.cli import register_commands
@@ -63,6 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(agent_page.bp)
     app.register_blueprint(hubspot_widget.bp)
     app.register_blueprint(kwebbl_connect.bp)
+    app.register_blueprint(operator_auth.bp)
     register_commands(app.cli)
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -39,11 +39,19 @@ def cli() -> None:
 # -- serve ----------------------------------------------------------------------
 @cli.command()
 @click.option("--port", type=int, default=None, help="HTTP port (default: $PORT or 5000).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0: every interface, reachable from other machines).",
+)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
-def serve(port: int | None, concurrency: int) -> None:
+def serve(port: int | None, host: str, concurrency: int) -> None:
     """Run everything on this machine: Redis (embedded if REDIS_URL is unset), web, worker.
 
-    For development and trials; production runs the Procfile's processes instead.
+    For development and trials; production runs the Procfile's processes instead. It
+    listens on 127.0.0.1 only unless --host says otherwise, and prints an operator
+    sign-in link (the dry-run page needs one).
     """
     from webhook_receiver.mapping import load_mappings
     from worker.migrate import upgrade
@@ -86,13 +94,18 @@ def serve(port: int | None, concurrency: int) -> None:
             "gunicorn",
             "-c",
             "python:webhook_receiver.gunicorn_conf",
+            "--bind",
+            f"{host}:{env['PORT']}",
             "webhook_receiver:create_app()",
         ],
     ]
     procs = [subprocess.Popen(cmd, env=env) for cmd in commands]
-    click.echo(f"callhook: listening on http://127.0.0.1:{env['PORT']} (Ctrl-C stops)")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{env['PORT']}"
+    click.echo(f"callhook: listening on {host}:{env['PORT']} (Ctrl-C stops)")
+    click.echo(f"callhook: operator sign-in for this machine: {_operator_link(base)}")
     if settings.dry_run:
-        click.echo(f"callhook: dry run; see http://127.0.0.1:{env['PORT']}/dry-run")
+        click.echo(f"callhook: dry run; once signed in, see {base}/dry-run")
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -118,6 +131,51 @@ def serve(port: int | None, concurrency: int) -> None:
     failed = [p for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stopping:
         raise click.ClickException("a process exited; see its output above")
+
+
+def _operator_link(base: str, email: str = "operator@localhost") -> str:
+    from worker.agent_links import OPERATOR, create_link
+
+    return f"{base}/admin/signin?t={create_link(email, OPERATOR)}"
+
+
+def _public_base(settings: Any) -> str:
+    return settings.public_base_url.rstrip("/") or f"http://127.0.0.1:{settings.port}"
+
+
+# -- secret -----------------------------------------------------------------------
+@cli.command()
+def secret() -> None:
+    """Print a new random SECRET_KEY (set it once, the same for every process)."""
+    import secrets
+
+    click.echo(secrets.token_urlsafe(48))
+
+
+# -- admin ------------------------------------------------------------------------
+@cli.group()
+def admin() -> None:
+    """Operators' sign-in links to the operator pages (dry run, console)."""
+
+
+@admin.command("link")
+@click.argument("email")
+def admin_link(email: str) -> None:
+    """Print a sign-in link for the operator EMAIL (it expires: OPERATOR_LINK_TTL_HOURS)."""
+    settings = _settings_or_exit()
+    if "@" not in email or len(email) > 320:
+        raise click.ClickException(f"{email!r} is not an email address")
+    click.echo(_operator_link(_public_base(settings), email))
+
+
+@admin.command("revoke")
+@click.argument("email")
+def admin_revoke(email: str) -> None:
+    """Revoke every sign-in link of the operator EMAIL (signed out at the next click)."""
+    from worker.agent_links import OPERATOR, revoke
+
+    _settings_or_exit()
+    click.echo(f"revoked {revoke(email, OPERATOR)} sign-in link(s) of {email}")
 
 
 # -- db ---------------------------------------------------------------------------
@@ -331,8 +389,7 @@ def agents_link(email: str) -> None:
         raise click.ClickException(str(exc)) from None
     if directory.by_email(email) is None:
         raise click.ClickException(f"{email} is not in agents.yaml; add the agent there first")
-    base = settings.public_base_url.rstrip("/") or f"http://127.0.0.1:{settings.port}"
-    click.echo(f"{base}/agent?k={create_link(email)}")
+    click.echo(f"{_public_base(settings)}/agent?k={create_link(email)}")
 
 
 @agents.command("revoke")

@@ -9,12 +9,11 @@ The groups are registered in ``webhook_receiver/cli.py`` with ``cli.add_command`
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any, TextIO
 
 import click
 
+from worker.log_format import configure_logging
 from worker.settings import ConfigError, get_settings
 
 
@@ -66,13 +65,8 @@ def listen_kavkom() -> None:
     files = _mappings_or_exit(settings)
     if "kavkom" not in files.platforms:
         raise click.ClickException(f"no kavkom mapping in {settings.mappings_dir}")
-    if not logging.getLogger().handlers:
-        # Heroku reads stdout; the web and worker processes log the same way.
-        logging.basicConfig(
-            level=logging.INFO,
-            stream=sys.stdout,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+    # Heroku reads stdout; the web and worker processes log the same way.
+    configure_logging()
     run(settings)
 
 

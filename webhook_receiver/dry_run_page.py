@@ -1,7 +1,7 @@
 """``/dry-run``: the requests the dry-run CRM recorded, newest first.
 
-Only mounted with no HubSpot token: it shows call data, and a dry run is a
-local trial, not a production deployment.
+Only served with no HubSpot token, and only to a signed-in operator: it shows callers'
+numbers and call bodies.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import Session, select
 
+from webhook_receiver.operator_auth import operator_required
 from worker.db import get_engine
 from worker.models import DryRunRequest
 from worker.settings import get_settings
@@ -27,10 +28,15 @@ def recent_requests(limit: int = 100, call_id: int | None = None) -> list[DryRun
 
 
 @bp.get("/dry-run")
+@operator_required
 def page():  # type: ignore[no-untyped-def]
     if not get_settings().dry_run:
         abort(404)
-    rows = recent_requests(limit=min(int(request.args.get("limit", 100)), 1000))
+    raw = request.args.get("limit", "100")
+    if not (len(raw) <= 4 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000):
+        abort(400, description="limit must be a whole number from 1 to 1000")
+    limit = int(raw)
+    rows = recent_requests(limit=limit)
     return render_template(
         "dry_run.html",
         rows=[(r, json.dumps(r.body, indent=2, ensure_ascii=False)) for r in rows],

@@ -4,8 +4,31 @@ Heroku-style: bind ``$PORT``, log to stdout, finish requests within the
 platform's 30 s shutdown window.
 """
 
+import logging
 import os
 
+from gunicorn.glogging import Logger
+
+from worker.log_format import OneLineFormatter
+
+
+class OneLineLogger(Logger):
+    """gunicorn's logger with callhook's escaping formatter (worker/log_format.py).
+
+    The access log prints the request path decoded: a ``%0A`` in a URL would otherwise
+    start a forged line in the logs.
+    """
+
+    def setup(self, cfg):  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                current = handler.formatter or logging.Formatter()
+                handler.setFormatter(OneLineFormatter(current._fmt, current.datefmt))
+
+
+# Every interface, as a platform's router needs; `callhook serve` (a trial on a laptop)
+# passes --bind 127.0.0.1:… on its command line, which wins over this file.
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # Threads: webhook handling waits on the database; later, long-lived SSE streams.
 worker_class = "gthread"
@@ -24,4 +47,5 @@ accesslog = "-"
 # see their secret written to the logs (%(r)s would print the whole request line).
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 errorlog = "-"
+logger_class = OneLineLogger
 forwarded_allow_ips = "*"

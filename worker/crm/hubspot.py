@@ -31,7 +31,7 @@ from worker.crm.base import (
     PermanentCrmError,
     TransientCrmError,
 )
-from worker.crm.hubspot_config import TEMPLATES, HubSpotMapping
+from worker.crm.hubspot_config import HTML_TEMPLATES, TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
 
@@ -393,7 +393,7 @@ class HubSpotCrm:
         props: dict[str, Any] = {
             "hs_timestamp": _ms(when) if when else None,
             "hs_call_title": TEMPLATES.from_string(spec.title).render(context).strip(),
-            "hs_call_body": TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_call_body": HTML_TEMPLATES.from_string(spec.body).render(context).strip(),
             "hs_call_direction": "INBOUND" if inbound else "OUTBOUND",
             "hs_call_duration": str(duration * 1000) if duration is not None else None,
             "hs_call_from_number": external if inbound else ours,
@@ -576,7 +576,7 @@ class HubSpotCrm:
         return {
             "hs_timestamp": _ms(due),
             "hs_task_subject": TEMPLATES.from_string(spec.subject).render(context).strip(),
-            "hs_task_body": TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_task_body": HTML_TEMPLATES.from_string(spec.body).render(context).strip(),
             "hs_task_priority": spec.priority,
             "hubspot_owner_id": owner or "",
         }

@@ -29,6 +29,11 @@ CALL_STATUSES = {
 }
 
 TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
+# For the properties HubSpot renders as HTML (hs_call_body, hs_task_body): every value a
+# template puts in — payload variables, numbers, names — is escaped, so a caller's name
+# or a platform variable like `<img src=x onerror=…>` shows as text in HubSpot instead
+# of running there. The template's own text is not escaped: it is the operator's.
+HTML_TEMPLATES = SandboxedEnvironment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 
 def _check_template(text: str) -> str:
