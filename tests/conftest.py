@@ -235,17 +235,22 @@ class WorkerProcess:
             str(schedule),
         ]
         with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            # Its own process group: a kill takes the pool's children with it, as a dyno's
+            # death does; a SIGKILL of the parent alone would leave them running (parent 1).
             self.proc = subprocess.Popen(
                 command,
                 cwd=ROOT,
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+        _STARTED.append(self)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
@@ -255,7 +260,22 @@ class WorkerProcess:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.proc is not None:
+            # Whatever of its group is left (a pool child that outlived a crash) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
+
+
+_STARTED: list[WorkerProcess] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_worker_outlives_the_suite() -> Iterator[None]:
+    """Every worker a test started is stopped when the run ends, even after a failure."""
+    yield
+    for worker in _STARTED:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

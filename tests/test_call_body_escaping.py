@@ -14,9 +14,7 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 
 
 def test_variables_are_escaped_in_the_call_body(fake: FakeHubSpot) -> None:  # noqa: F811
-    configured(fake).log_call(
-        snapshot("esc-1", "+33612345640", variables={"caller_name": HOSTILE})
-    )
+    configured(fake).log_call(snapshot("esc-1", "+33612345640", variables={"caller_name": HOSTILE}))
     (call,) = fake.calls()
     body = call["properties"]["hs_call_body"]
     assert HOSTILE not in body

@@ -7,12 +7,14 @@ client, configured only through the environment, the way a deployment is.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import ROOT, Environment, RedisServer, fresh_database
 from tests.platforms.kavkom.fake_api import FakeKavkom
@@ -36,13 +38,17 @@ agents:
   - email: nodial@example.com
     extensions: {{voximplant: ["1723"]}}
 """
+EMAILS = ("kav@example.com", "kweb@example.com", "kaz@example.com", "uis@example.com",
+          "nodial@example.com")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def platforms(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    tmp: Path = tmp_path_factory.mktemp("c2c")
+@contextlib.contextmanager
+def c2c_app(redis_server: RedisServer, tmp: Path) -> Iterator[dict[str, Any]]:
+    """The receiver app with every platform's fake API configured, as a deployment is.
+
+    UIS is a Russian platform: its agent dials a Russian number, so Russia is allowed
+    besides DEFAULT_REGION's France (tests/test_dial_policy.py checks the policy itself).
+    """
     with (
         FakeKavkom(token="kav-token", domain_uuid=DOMAIN) as kavkom,
         FakeKwebbl() as kwebbl,
@@ -60,7 +66,7 @@ def platforms(
         env.set({
             "DATABASE_URL": fresh_database("sqlite", tmp), "REDIS_URL": redis_server.url,
             "MAPPINGS_DIR": str(mappings), "INSTANCE_DIR": str(tmp / "instance"),
-            "DEFAULT_REGION": "FR",
+            "DEFAULT_REGION": "FR", "DIAL_ALLOWED_COUNTRIES": "FR,RU",
             "KAVKOM_API_TOKEN": "kav-token", "KAVKOM_DOMAIN_UUID": DOMAIN,
             "KAVKOM_API_BASE_URL": kavkom.url,
             "KWEBBL_API_BASE_URL": kwebbl.url, "KWEBBL_ACCESS_TOKEN": kwebbl_token,
@@ -73,15 +79,43 @@ def platforms(
         from webhook_receiver import create_app
 
         app = create_app({"TESTING": True})
-        yield {"client": app.test_client(), "kavkom": kavkom, "kwebbl": kwebbl,
-               "kazoo": kazoo, "uis": uis, "kwebbl_ext": kwebbl_ext, "c2c": c2c}  # fmt: skip
-        env.restore()
+        try:
+            yield {"client": app.test_client(), "kavkom": kavkom, "kwebbl": kwebbl,
+                   "kazoo": kazoo, "uis": uis, "kwebbl_ext": kwebbl_ext, "c2c": c2c,
+                   "env": env, "redis": redis_server}  # fmt: skip
+        finally:
+            env.restore()
 
 
-def call(platforms: dict[str, Any], email: str, to: str):  # type: ignore[no-untyped-def]
+def forget_dial_counts(redis_server: RedisServer) -> None:
+    """Every agent's dial rate windows emptied: each test starts with its full allowance."""
+    from worker.dialing import rate_keys
+
+    client = redis.Redis.from_url(redis_server.url)
+    for email in EMAILS:
+        client.delete(*rate_keys(email))
+
+
+@pytest.fixture(scope="module")
+def platforms(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    with c2c_app(redis_server, tmp_path_factory.mktemp("c2c")) as stack:
+        yield stack
+
+
+@pytest.fixture(autouse=True)
+def _full_dial_allowance(redis_server: RedisServer) -> None:
+    forget_dial_counts(redis_server)
+
+
+def call(platforms: dict[str, Any], email: str, to: object):  # type: ignore[no-untyped-def]
+    """POST /agent/call as the pages do: the agent's token in the X-Callhook-Agent header."""
     from worker.agent_links import create_link
 
-    return platforms["client"].post(f"/agent/call?k={create_link(email)}", json={"to": to})
+    return platforms["client"].post(
+        "/agent/call", json={"to": to}, headers={"X-Callhook-Agent": create_link(email)}
+    )
 
 
 def test_kavkom_rings_the_agents_extension_then_the_number(platforms) -> None:  # type: ignore[no-untyped-def]
@@ -133,3 +167,84 @@ def test_a_crm_link_asks_before_dialling(platforms) -> None:  # type: ignore[no-
     assert "+33 6 12 34 56 84" in page.get_data(as_text=True)
     assert len(platforms["kavkom"].requests()) == before  # a GET never places a call
     assert platforms["client"].get("/call?to=12").status_code == 400
+
+
+def sent_to_platforms(platforms: dict[str, Any]) -> int:
+    return sum(len(platforms[name].requests()) for name in ("kavkom", "kwebbl", "kazoo", "uis"))
+
+
+@pytest.mark.parametrize("path", ["/agent/call", "/agent/contact"])
+@pytest.mark.parametrize(
+    "raw", ['["+33612345678"]', '"+33612345678"', "33612345678", "null", "{not json"]
+)
+def test_a_body_that_is_not_a_json_object_is_a_400_with_the_reason(  # type: ignore[no-untyped-def]
+    platforms, path: str, raw: str
+) -> None:
+    from worker.agent_links import create_link
+
+    before = sent_to_platforms(platforms)
+    response = platforms["client"].post(
+        path, data=raw, content_type="application/json",
+        headers={"X-Callhook-Agent": create_link("kav@example.com")},
+    )  # fmt: skip
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["error"] == "bad_body"
+    assert "JSON object" in response.json["reason"]
+    assert sent_to_platforms(platforms) == before
+
+
+@pytest.mark.parametrize(("path", "field"), [("/agent/call", "to"), ("/agent/contact", "number")])
+def test_fields_must_be_short_strings(platforms, path: str, field: str) -> None:  # type: ignore[no-untyped-def]
+    from worker.agent_links import create_link
+
+    headers = {"X-Callhook-Agent": create_link("kav@example.com")}
+    before = sent_to_platforms(platforms)
+    numeric = platforms["client"].post(path, json={field: 33612345678}, headers=headers)
+    assert numeric.status_code == 400 and numeric.json["error"] == "bad_field"
+    assert "must be a string" in numeric.json["reason"]
+    huge = platforms["client"].post(path, json={field: "6" * 5000}, headers=headers)
+    assert huge.status_code == 400 and huge.json["error"] == "too_long"
+    assert "5000 characters" in huge.json["reason"] and len(huge.json["reason"]) < 200
+    assert sent_to_platforms(platforms) == before
+
+
+def test_the_token_is_read_from_the_header_and_still_from_a_link(platforms) -> None:  # type: ignore[no-untyped-def]
+    from worker.agent_links import create_link
+
+    client = platforms["client"]
+    forged = client.post("/agent/call", json={"to": "+33612345685"},
+                         headers={"X-Callhook-Agent": "forged"})  # fmt: skip
+    assert forged.status_code == 403 and "invalid" in forged.json["reason"]
+    link = create_link("kweb@example.com")
+    # Pages opened before the header existed still send ?k=: it keeps working.
+    assert client.post(f"/agent/call?k={link}", json={"to": "+33612345686"}).status_code == 202
+
+
+def test_token_bearing_answers_are_never_cached(platforms) -> None:  # type: ignore[no-untyped-def]
+    from worker.agent_links import create_link
+
+    client = platforms["client"]
+    headers = {"X-Callhook-Agent": create_link("kweb@example.com")}
+    answers = {
+        "placed": client.post("/agent/call", json={"to": "+33612345687"}, headers=headers),
+        "refused": client.post("/agent/call", json={"to": "12"}, headers=headers),
+        "forged": client.post("/agent/call", json={"to": "+33612345688"}),
+        "bad body": client.post("/agent/contact", json=[], headers=headers),
+        "call page": client.get("/call?to=%2B33612345689"),
+        "call page refused": client.get("/call?to=12"),
+        "token": client.post("/agent/token", headers=headers),
+        "page": client.get(f"/agent?k={headers['X-Callhook-Agent']}"),
+        "bad link": client.get("/agent?k=forged"),
+        "widget": client.get("/hubspot/widget"),
+        "widget me": client.get("/hubspot/widget/me", headers=headers),
+        "widget me refused": client.get("/hubspot/widget/me"),
+    }
+    statuses = {name: r.status_code for name, r in answers.items()}
+    assert statuses == {
+        "placed": 202, "refused": 400, "forged": 403, "bad body": 400, "call page": 200,
+        "call page refused": 400, "token": 200, "page": 200, "bad link": 403, "widget": 200,
+        "widget me": 200, "widget me refused": 403,
+    }  # fmt: skip
+    assert {name: r.headers.get("Cache-Control") for name, r in answers.items()} == {
+        name: "no-store" for name in answers
+    }

@@ -11,7 +11,8 @@ contact, INCOMING_CALL (no engagement: callhook logs the call) and NAVIGATE_TO_R
 that contact; CALL_ANSWERED, then CALL_ENDED; a colleague's pick-up ends the call as
 CANCELED. HubSpot's click-to-call (DIAL_NUMBER) becomes ``POST /agent/call``; a refusal's
 reason is shown to the agent, a success becomes OUTGOING_CALL_STARTED (no engagement either).
-The sign-in survives a reload of HubSpot's page; signing out forgets it.
+The sign-in survives a reload of HubSpot's page; signing out forgets it. The widget sends the
+agent's token in the X-Callhook-Agent header, never in a URL.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, Environment, LiveServer
 from tests.test_agent_page_browser import CHROMIUM_ARGS
-from tests.test_screen_pop import live, post
+from tests.test_screen_pop import _pages_per_agent, live, post  # noqa: F401  (a fixture)
 from webhook_receiver.hubspot_widget import SDK_SCRIPT, bp
 from worker.agent_links import create_link
 
@@ -125,7 +126,11 @@ def widget_server(live_server: LiveServer) -> LiveServer:
 @pytest.fixture(scope="module")
 def hubspot_host(widget_server: LiveServer) -> Iterator[HubSpotHost]:
     host = HubSpotHost(f"{widget_server.url}/hubspot/widget")
+    # This host stands in for app.hubspot.com: the widget's CSP lets only it frame the page.
+    environment = Environment()
+    environment.set({"HUBSPOT_FRAME_ORIGINS": host.url.rstrip("/")})
     yield host
+    environment.restore()
     host.close()
 
 
@@ -155,8 +160,12 @@ def test_widget_page_and_vendored_sdk_are_served(widget_server: LiveServer) -> N
     assert sdk.status_code == 200
     assert "javascript" in sdk.headers["Content-Type"]
     assert sdk.content == (ROOT / "webhook_receiver" / "static" / SDK_SCRIPT).read_bytes()
-    refused = requests.get(f"{widget_server.url}/hubspot/widget/me?k=forged", timeout=10)
-    assert refused.status_code == 403 and "invalid or was revoked" in refused.json()["reason"]
+    assert page.headers["Cache-Control"] == "no-store"
+    refused = requests.get(
+        f"{widget_server.url}/hubspot/widget/me", headers={"X-Callhook-Agent": "forged"}, timeout=10
+    )
+    assert refused.status_code == 403 and "link is invalid" in refused.json()["reason"]
+    assert refused.headers["Cache-Control"] == "no-store"
 
 
 def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: ignore[no-untyped-def]
@@ -168,6 +177,9 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
     contact = hubspot.add_contact(firstname="Grace", lastname="Hopper", company="Navy Labs",
                                   phone="06 12 34 56 60")  # fmt: skip
     page = browser.new_page()
+    to_callhook: list[Any] = []  # every request the widget made to callhook (frames included)
+    page.on("request", lambda r: to_callhook.append(r) if r.url.startswith(widget_server.url)
+            else None)  # fmt: skip
     page.goto(hubspot_host.url)
     assert wait_for(page, "INITIALIZED")["data"] == {"isLoggedIn": False}
     widget = page.frame_locator("#hubspot-calling-extension-iframe")
@@ -175,7 +187,7 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
     # Signing in inside the widget: a forged link is refused with the reason, a real one kept.
     widget.locator("#link").fill("https://callhook.example/agent?k=forged-forged-forged-forged")
     widget.locator("#sign-in button[type=submit]").click()
-    expect(widget.locator("#sign-in-error")).to_contain_text("invalid or was revoked")
+    expect(widget.locator("#sign-in-error")).to_contain_text("link is invalid")
     token = create_link("alice@example.com")
     widget.locator("#link").fill(f"{widget_server.url}/agent?k={token}")
     widget.locator("#sign-in button[type=submit]").click()
@@ -233,7 +245,7 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
             ownerId: 77, portalId: 26123456}})""")
     request = dialled.value
     assert request.post_data_json == {"to": "+33612345661"}
-    assert parse_qs(urlsplit(request.url).query)["k"] == [token]
+    assert request.headers["x-callhook-agent"] == token and urlsplit(request.url).query == ""
     response = request.response()
     assert response is not None
     if response.status == 202:
@@ -247,7 +259,7 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
     # platform can place calls in this test): HubSpot hears of the call, with no engagement,
     # until the agent says it is over.
     page.route(
-        re.compile(r"/agent/call\?"),
+        re.compile(r"/agent/call$"),
         lambda route: route.fulfill(
             status=202,
             json={"status": "ringing", "message": "Your phone rings first."},
@@ -273,7 +285,7 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
     widget.locator('[data-role="call-finished"]').click()
     finished = wait_for(page, "CALL_ENDED", call_id)
     assert finished["data"] == {"externalCallId": call_id, "callEndStatus": "COMPLETED"}
-    page.unroute(re.compile(r"/agent/call\?"))
+    page.unroute(re.compile(r"/agent/call$"))
 
     # The sign-in survives a reload of HubSpot's page; signing out forgets it.
     page.reload()
@@ -285,4 +297,8 @@ def test_hubspot_hears_each_inbound_call_and_opens_the_callers_record(  # type: 
     frame = page.frame(url=re.compile(r"/hubspot/widget$"))
     assert frame is not None
     assert frame.evaluate("localStorage.getItem('callhook.widget.token')") is None
+    # The token went in headers only: the stream, the checks, the calls.
+    assert [r.url for r in to_callhook if "k=" in urlsplit(r.url).query] == []
+    streams = [r for r in to_callhook if urlsplit(r.url).path == "/agent/stream"]
+    assert streams and all(r.headers["x-callhook-agent"] == token for r in streams)
     page.close()

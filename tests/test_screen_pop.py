@@ -14,10 +14,28 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import KAVKOM_SECRET, EventStream, LiveServer, load_fixture
+from tests.conftest import KAVKOM_SECRET, Environment, EventStream, LiveServer, load_fixture
 from worker.agent_links import create_link, revoke
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pages_per_agent(stack: dict[str, Any]) -> Iterator[None]:
+    """Tests open and close an agent's pages faster than a closed one frees its slot (at
+    the next heartbeat): no per-agent cap here, as conftest lifts the process's.
+    tests/test_agent_links.py checks the cap itself. Modules that open agent pages import
+    this fixture."""
+    env = Environment()
+    env.set({"AGENT_STREAMS_PER_AGENT": "100"})
+    yield
+    env.restore()
+
+
+def agent_stream(server: LiveServer, email: str, **headers: str) -> EventStream:
+    """An agent page's stream, opened as the page opens it: the token in a header."""
+    token = create_link(email)
+    return EventStream(f"{server.url}/agent/stream", headers={"X-Callhook-Agent": token, **headers})
 
 
 def live(call_id: str, state: str, extension: str, number: str) -> dict[str, Any]:
@@ -39,7 +57,7 @@ def post(server: LiveServer, payload: dict[str, Any]) -> None:
 def pages(live_server: LiveServer, hubspot: Any) -> Iterator[dict[str, EventStream]]:
     hubspot.reset()
     opened = {
-        name: EventStream(f"{live_server.url}/agent/stream?k={create_link(email)}")
+        name: agent_stream(live_server, email)
         for name, email in (("alice", "alice@example.com"), ("bob", "bob@example.com"))
     }
     for stream in opened.values():
@@ -93,10 +111,10 @@ def test_unknown_caller_gets_a_create_contact_action_and_one_placeholder(  # typ
     post(live_server, live("pop-3", "ringing", "1001", "33612345642"))
     unknown = card(pages["alice"])
     assert unknown["contact"] is None and unknown["number"] == "+33612345642"
-    token = create_link("alice@example.com")
-    url = f"{live_server.url}/agent/contact?k={token}"
-    first = requests.post(url, json={"number": unknown["number"]}, timeout=10)
-    second = requests.post(url, json={"number": unknown["number"]}, timeout=10)
+    headers = {"X-Callhook-Agent": create_link("alice@example.com")}
+    url = f"{live_server.url}/agent/contact"
+    first = requests.post(url, json={"number": unknown["number"]}, headers=headers, timeout=10)
+    second = requests.post(url, json={"number": unknown["number"]}, headers=headers, timeout=10)
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["contact_id"] == second.json()["contact_id"]
     created = [c for c in hubspot.objects["contacts"].values()
@@ -104,7 +122,7 @@ def test_unknown_caller_gets_a_create_contact_action_and_one_placeholder(  # typ
     assert len(created) == 1
     assert created[0]["properties"]["firstname"] == "Caller"
     assert created[0]["properties"]["lastname"] == "+33 6 12 34 56 42"
-    bad = requests.post(url, json={"number": "12"}, timeout=10)
+    bad = requests.post(url, json={"number": "12"}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "not a phone number" in bad.json()["reason"]
 
 
@@ -138,7 +156,8 @@ def test_forged_and_revoked_links_are_refused(live_server) -> None:  # type: ign
     assert requests.get(f"{live_server.url}/agent?k={token}", timeout=10).status_code == 200
     revoke("bob@example.com")
     refused = EventStream(f"{live_server.url}/agent/stream?k={token}")
-    assert refused.status == 403 and "revoked" in json.loads(refused.body)["reason"]
+    assert refused.status == 403 and "was revoked" in json.loads(refused.body)["reason"]
+    assert "ask your admin for a new link" in json.loads(refused.body)["reason"]
 
 
 def test_agent_pages_never_take_the_threads_webhooks_need(live_server, hubspot) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRETS, EventStream, LiveServer, load_fixture
-from worker.agent_links import create_link
+from tests.test_screen_pop import _pages_per_agent, agent_stream  # noqa: F401  (a fixture)
 
 FORM = "application/x-www-form-urlencoded"
 # (platform, fixtures posted in order, the caller's number on the card)
@@ -41,7 +41,7 @@ def post(server: LiveServer, platform: str, fixture: str) -> None:
 @pytest.fixture
 def pages(live_server: LiveServer) -> Iterator[dict[str, EventStream]]:
     opened = {
-        name: EventStream(f"{live_server.url}/agent/stream?k={create_link(email)}")
+        name: agent_stream(live_server, email)
         for name, email in (("alice", "alice@example.com"), ("bob", "bob@example.com"))
     }
     assert [stream.status for stream in opened.values()] == [200, 200]

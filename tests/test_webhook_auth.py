@@ -153,3 +153,23 @@ def test_a_signing_platform_is_checked_on_the_raw_body(signed_client) -> None:  
         assert post(by_old).status_code == 200
     finally:
         del os.environ["SIGNER_WEBHOOK_SECRET_PREVIOUS"]
+
+
+def test_a_timestamp_header_is_ascii_digits_of_sane_length(signed_client) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"call": "signed-2"}).encode()
+    now = int(time.time())
+    # The current time in Arabic-Indic digits: str.isdigit() and int() both take it, so it
+    # passed the window check, signed as those UTF-8 bytes. Standard Webhooks sends ASCII.
+    arabic = str(now).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert int(arabic) == now
+    for stamp in (arabic, "²", "9" * 5000, "", " ", "-1", "1e9", "0x10"):
+        signed = sign(KEY, "msg_2", 0, body)  # whatever it signs: the stamp is refused first
+        headers = {"webhook-id": "msg_2", "webhook-timestamp": stamp, "webhook-signature": signed}
+        if stamp == arabic:
+            digest = hmac.new(base64.b64decode(KEY), f"msg_2.{arabic}.".encode() + body,
+                              hashlib.sha256).digest()  # fmt: skip
+            headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+        response = signed_client.post("/webhooks/signer", data=body, headers=headers,
+                                      content_type="application/json")  # fmt: skip
+        assert response.status_code == 401, (stamp[:20], response.get_data()[:200])
+        assert response.json["reason"] == "missing or malformed timestamp header webhook-timestamp"

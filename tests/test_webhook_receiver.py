@@ -92,15 +92,20 @@ def test_oversized_body_gets_413(client) -> None:  # type: ignore[no-untyped-def
     assert response.json["error"] == "too_large"
 
 
-def test_unmappable_payload_gets_422_and_is_kept(client) -> None:  # type: ignore[no-untyped-def]
+def test_unmappable_payload_is_kept_and_answered_200_unmapped(client) -> None:  # type: ignore[no-untyped-def]
+    # kavkom.yaml says `on_unmapped: accept`: kept with the reason, answered 200 so the
+    # platform never counts it as a failed delivery (tests/test_unmatched_policy.py has
+    # `refuse`, the 422).
     payload = {"event": "cdr", "direction": "outbound", "number": "33612345678"}
     response = client.post("/webhooks/kavkom", json=payload, headers=AUTH)
-    assert response.status_code == 422
+    assert response.status_code == 200
+    assert response.json["status"] == "unmapped"
     assert response.json["reason"] == "cdr: call_id: callUuid is missing"
     row = stored(response.json["id"])
     assert row.status == EventStatus.UNMAPPED
     assert json.loads(row.body) == payload
     assert row.error == "cdr: call_id: callUuid is missing"
+    assert row.canonical == [] and row.enqueued_at is None  # nothing for the worker
 
 
 def test_duplicate_delivery_answers_200_with_the_same_id(client) -> None:  # type: ignore[no-untyped-def]

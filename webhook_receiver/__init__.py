@@ -9,6 +9,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook_receiver.auth import configured_secrets
+from webhook_receiver.body_limit import BodyLimit
 from webhook_receiver.mapping import load_mappings
 from worker.celery_app import configure as configure_celery
 from worker.log_format import configure_logging
@@ -29,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     if test_config:
         app.config.update(test_config)
     app.extensions["callhook.mappings"] = mappings
@@ -45,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from webhook_receiver import (
         agent_page,
+        browser_headers,
         dry_run_page,
         health,
         hubspot_widget,
@@ -61,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(hubspot_widget.bp)
     app.register_blueprint(kwebbl_connect.bp)
     app.register_blueprint(operator_auth.bp)
+    browser_headers.install(app)
     register_commands(app.cli)
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -12,11 +12,16 @@ import base64
 import binascii
 import hmac
 import os
+import re
 import time
 
 from flask import Request
 
 from webhook_receiver.mapping.schema import Auth
+
+# Unix seconds as signing platforms send them (Standard Webhooks: "1674087231"); 12
+# digits reach the year 33658.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def configured_secrets(auth: Auth) -> list[str]:
@@ -100,12 +105,14 @@ def check_signature(auth: Auth, request: Request, secrets: list[str], now: float
         return f"missing signature: expected header {auth.header}"
     parts: dict[str, bytes] = {"body": request.get_data(cache=True)}
     if auth.timestamp_header:
-        stamp = request.headers.get(auth.timestamp_header, "")
-        if not stamp.strip().isdigit():
+        stamp = request.headers.get(auth.timestamp_header, "").strip()
+        # ASCII digits only: str.isdigit() also takes "١٢٣" and "²" (which int() refuses),
+        # and a bounded length keeps int() away from its 4,300-digit limit.
+        if not _TIMESTAMP.fullmatch(stamp):
             return f"missing or malformed timestamp header {auth.timestamp_header}"
         if abs(now - int(stamp)) > auth.tolerance_s:
             return f"timestamp outside the ±{auth.tolerance_s} s window (replayed or clock skew)"
-        parts["timestamp"] = stamp.strip().encode()
+        parts["timestamp"] = stamp.encode()
     if auth.id_header:
         parts["id"] = request.headers.get(auth.id_header, "").encode()
     message = _fill(auth.signed, parts)

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from sqlmodel import Session, select
 
+from webhook_receiver.cli_dials import dials
 from webhook_receiver.cli_kwebbl import kwebbl
 from webhook_receiver.cli_platforms import kazoo, listen, uis
 from worker.settings import ConfigError, get_settings
@@ -403,6 +404,7 @@ def agents_revoke(email: str) -> None:
 
 
 cli.add_command(kwebbl)
+cli.add_command(dials)
 cli.add_command(listen)
 cli.add_command(kazoo)
 cli.add_command(uis)

@@ -1,13 +1,21 @@
-"""Accepting a parsed payload: map, store durably, enqueue after commit.
+"""Accepting an authenticated delivery: map, store durably, enqueue after commit.
 
 The webhook route and the listeners that hold a platform's stream open (Kavkom's
 WebSocket) hand payloads to `ingest`, so both paths store, deduplicate and map
 the same way. Stored before acknowledged; enqueued only after the commit; a broker
 outage leaves the row for the outbox sweep.
+
+What cannot be read is kept too. An authenticated delivery whose body does not
+parse (`keep_unreadable`, 400/415) or that the mapping cannot read (422, or 200
+under the mapping's ``on_unmapped: accept``) is stored as ``unmapped`` with the
+reason, listed by ``callhook events list --status unmapped`` and recovered with
+``callhook events replay`` once the file is fixed. Nothing accepted is lost, and
+nothing refused is lost either once the sender proved who it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +26,17 @@ from sqlmodel import Session, select
 
 from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
 from webhook_receiver.mapping.engine import payload_digest
+from webhook_receiver.payloads import BadPayload, UnsupportedFormat, check_bounds
 from worker.db import get_engine
 from worker.models import EventStatus, WebhookEvent
 from worker.settings import get_settings
 from worker.tasks import enqueue_event
 
 log = logging.getLogger("callhook.webhook")
+
+# A reason is answered, logged and stored; past this it is cut (the engine already quotes
+# values briefly, this bounds the rest, such as a long list of rule names).
+MAX_REASON_CHARS = 1000
 
 
 @dataclass
@@ -72,6 +85,82 @@ UNAVAILABLE = Intake(
 )
 
 
+def _text(raw: bytes | str) -> str:
+    """Text a column can hold: bytes that are not UTF-8, and NUL (which PostgreSQL's text
+    refuses), become U+FFFD. Only a body that could not be parsed anyway has either."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    return text.replace("\x00", "\ufffd")
+
+
+def _row(platform: str, raw: bytes, method: str, content_type: str, query: str) -> WebhookEvent:
+    return WebhookEvent(
+        platform=platform,
+        dedupe_key="",
+        received_at=datetime.now(UTC),
+        method=method,
+        content_type=_text(content_type)[:200],
+        body=_text(raw),
+        query=query,
+    )
+
+
+def raw_digest(raw: bytes, method: str, content_type: str, query: str) -> str:
+    """The dedupe key of a delivery that could not be parsed: its bytes, as received."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), content_type.encode(), query.encode(), raw):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return "raw:sha256:" + digest.hexdigest()
+
+
+def _keep_unmapped(
+    row: WebhookEvent, reason: str, *, dedupe_key: str, refuse_with: int | None, key: str
+) -> Intake:
+    """Store `row` as unmapped with `reason`; refuse with that status, or accept (200)."""
+    reason = reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+    row.dedupe_key = dedupe_key
+    row.status = EventStatus.UNMAPPED
+    row.error = reason
+    event_id, _ = _store_or_none(row)
+    if event_id is None:
+        return UNAVAILABLE
+    status = refuse_with or 200
+    log.warning(
+        "%s platform=%s id=%s status=%s reason=%s", key, row.platform, event_id, status, reason
+    )
+    if refuse_with is None:
+        return Intake(200, key, {"status": "unmapped", "id": event_id, "reason": reason})
+    body = {"error": key.split(".", 1)[1], "reason": reason, "id": event_id}
+    return Intake(refuse_with, key, body)
+
+
+def keep_unreadable(
+    mapping: PlatformMapping,
+    problem: BadPayload,
+    *,
+    raw: bytes,
+    method: str,
+    content_type: str,
+    query: str = "",
+) -> Intake:
+    """An authenticated delivery whose body cannot be parsed: kept as unmapped, refused.
+
+    Refused whatever the mapping's `on_unmapped` says: a body that is not the JSON or
+    form it claims to be (or nests 100,000 levels deep) is not a platform's new event
+    type but a broken sender, which its admin should see.
+    """
+    key = "webhook.unsupported_media_type" if isinstance(problem, UnsupportedFormat) else (
+        "webhook.bad_body"
+    )  # fmt: skip
+    row = _row(mapping.platform, raw, method, content_type, query)
+    return _keep_unmapped(
+        row,
+        str(problem),
+        dedupe_key=raw_digest(raw, method, content_type, query),
+        refuse_with=problem.status,
+        key=key,
+    )
+
+
 def ingest(
     mapping: PlatformMapping,
     payload: Any,
@@ -83,27 +172,22 @@ def ingest(
 ) -> Intake:
     """Map and store one authenticated, parsed payload; enqueue it when new."""
     platform = mapping.platform
-    received = datetime.now(UTC)
-    row = WebhookEvent(
-        platform=platform,
-        dedupe_key="",
-        received_at=received,
-        method=method,
-        content_type=content_type,
-        body=raw.decode("utf-8", errors="replace"),
-        query=query,
-    )
+    row = _row(platform, raw, method, content_type, query)
+    try:
+        check_bounds(payload)  # a listener parses its own messages: bound them here too
+    except BadPayload as exc:
+        return keep_unreadable(
+            mapping, exc, raw=raw, method=method, content_type=content_type, query=query
+        )
     try:
         result = map_payload(mapping, payload, default_region=get_settings().default_region)
     except MappingError as exc:
-        row.dedupe_key = payload_digest(payload)
-        row.status = EventStatus.UNMAPPED
-        row.error = str(exc)
-        event_id, _ = _store_or_none(row)
-        if event_id is None:
-            return UNAVAILABLE
-        return Intake(
-            422, "webhook.unmapped", {"error": "unmapped", "reason": str(exc), "id": event_id}
+        return _keep_unmapped(
+            row,
+            str(exc),
+            dedupe_key=payload_digest(payload),
+            refuse_with=422 if mapping.on_unmapped == "refuse" else None,
+            key="webhook.unmapped",
         )
 
     row.dedupe_key = result.dedupe_key
@@ -114,7 +198,7 @@ def ingest(
         for event in result.events:
             if event.occurred_at is None:
                 # The platform gave no time: when we received it is the best we know.
-                event.occurred_at = received
+                event.occurred_at = row.received_at
         row.canonical = [e.to_json() for e in result.events]
     event_id, new = _store_or_none(row)
     if event_id is None:

@@ -1,17 +1,29 @@
 """Replaying a stored webhook: map it again with today's mapping file, then process it.
 
-This is how a payload refused with 422 (kept as ``unmapped``) is recovered after
-the mapping file is fixed, without asking the platform to send it again.
+This is how a delivery kept as ``unmapped`` (its body unreadable, or the mapping
+unable to read it) or ``failed`` (the worker gave up folding it) is recovered once
+the mapping file or the bug is fixed, without asking the platform to send it again.
+It is read exactly as the receiver reads a delivery (``payloads``), so a replay
+succeeds precisely when the same delivery would be accepted today.
+
+Only events that were never folded are replayed: ``unmapped``, ``failed`` and
+``ignored``. A ``processed`` event is already in its call (folding it again would
+record its events twice), and a ``pending`` one is already queued.
 """
 
 from __future__ import annotations
 
 from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-from webhook_receiver.payloads import BadPayload, nest, parse_form, parse_json
+from webhook_receiver.payloads import BadPayload, payload_format, query_pairs, read_payload
 from worker.celery_app import configure
 from worker.db import session_scope
 from worker.models import EventStatus, WebhookEvent
 from worker.settings import get_settings
+
+REPLAYABLE = (EventStatus.UNMAPPED, EventStatus.FAILED, EventStatus.IGNORED)
+# Rows callhook wrote itself (a call closed because its end never came): no body to map,
+# their canonical event is queued again as it is.
+OWN_METHODS = ("SWEEP",)
 
 
 def replay_event(event_id: int) -> str:
@@ -21,37 +33,51 @@ def replay_event(event_id: int) -> str:
         event = session.get(WebhookEvent, event_id)
         if event is None:
             raise LookupError(f"no event {event_id}")
+        if event.status not in REPLAYABLE:
+            raise LookupError(
+                f"event {event_id} is {event.status}: only "
+                + ", ".join(REPLAYABLE)
+                + " events can be replayed"
+            )
         mapping = files.platforms.get(event.platform)
-        if mapping is None:
-            raise LookupError(f"no mapping file for platform {event.platform!r}")
-        raw = event.body.encode()
-        try:
-            if event.method == "GET":
-                from urllib.parse import parse_qsl
-
-                payload = nest(parse_qsl(event.query, keep_blank_values=True))
-            elif event.content_type == "application/x-www-form-urlencoded":
-                payload = parse_form(raw)
-            else:
-                payload = parse_json(raw)
-            result = map_payload(mapping, payload, default_region=settings.default_region)
-        except (BadPayload, MappingError) as exc:
-            event.error = str(exc)
-            session.add(event)
-            return f"event {event_id} still cannot be mapped: {exc}"
-        if result.ignored:
-            event.status, event.error, event.canonical = EventStatus.IGNORED, result.ignored, []
-            session.add(event)
-            return f"event {event_id} is ignored: {result.ignored}"
-        for e in result.events:
-            e.occurred_at = e.occurred_at or event.received_at
-        event.canonical = [e.to_json() for e in result.events]
+        if event.method in OWN_METHODS:
+            count = len(event.canonical or [])
+        else:
+            if mapping is None:
+                raise LookupError(f"no mapping file for platform {event.platform!r}")
+            try:
+                fmt = payload_format(
+                    mapping.platform,
+                    event.method,
+                    event.content_type,
+                    mapping.accept,
+                    mapping.any_content_type_is_json,
+                )
+                payload = read_payload(fmt, event.body.encode(), query_pairs(event.query))
+                result = map_payload(mapping, payload, default_region=settings.default_region)
+            except (BadPayload, MappingError) as exc:
+                event.error = str(exc)
+                session.add(event)
+                return f"event {event_id} still cannot be mapped: {exc}"
+            if result.ignored:
+                event.status, event.error, event.canonical = (
+                    EventStatus.IGNORED,
+                    result.ignored,
+                    [],
+                )
+                session.add(event)
+                return f"event {event_id} is ignored: {result.ignored}"
+            for e in result.events:
+                e.occurred_at = e.occurred_at or event.received_at
+            event.canonical = [e.to_json() for e in result.events]
+            count = len(result.events)
         event.status, event.error, event.processed_at = EventStatus.PENDING, None, None
+        event.attempts = 0  # a fresh set of tries for the fixed mapping or code
         session.add(event)
     configure()
     from worker.tasks import enqueue_event
 
     queued = enqueue_event(event_id)
-    return f"event {event_id} mapped to {len(result.events)} event(s); " + (
+    return f"event {event_id} mapped to {count} event(s); " + (
         "queued" if queued else "broker down: the outbox sweep will queue it"
     )

@@ -454,7 +454,7 @@ def _check_event(
             report.problems.append(
                 'no "event" key: add "event": "<key>" with the key of the notification\'s '
                 f"event ({', '.join(read)}); without it callhook cannot tell which UIS "
-                "event sent the body (a 422)."
+                "event sent the body (it would be kept as unmapped)."
             )
             return False
         if result.events and result.events[0].stage == "cdr":

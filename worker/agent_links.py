@@ -68,25 +68,44 @@ def create_link(email: str, role: str = AGENT) -> str:
         return str(_serializer().dumps({"l": link.id}))
 
 
-def holder(token: str, role: str = AGENT) -> LinkHolder | None:
-    """The holder of a token in `role`, or None when forged, unknown, expired or revoked."""
+def _inspect(token: str, role: str) -> LinkHolder | str:
+    """The holder of a token in `role`, or why it is refused, in words its holder can act on."""
+    ask = "ask your admin for a new link"
+    invalid = f"this {role} link is invalid (incomplete or altered); {ask}"
     if not token or len(token) > MAX_TOKEN_CHARS:
-        return None
+        return invalid
     try:
         data = _serializer().loads(token)
     except BadSignature:
-        return None
+        return invalid
     if not isinstance(data, dict) or type(data.get("l")) is not int:
-        return None
+        return invalid
     with session_scope() as session:
         link = session.get(AgentLink, data["l"])
-        if link is None or link.revoked_at is not None or link.role != role:
-            return None
+        if link is None:
+            return invalid
+        if link.role != role:
+            return f"this is an {link.role} link, not an {role} link; {ask}"
+        if link.revoked_at is not None:
+            return f"this {role} link was revoked; {ask}"
         expires = link.expires_at or (link.created_at + lifetime(role))
         if expires <= utcnow():
-            return None
+            return f"this {role} link expired on {expires:%Y-%m-%d %H:%M} UTC; {ask}"
         assert link.id is not None
         return LinkHolder(link.id, link.email, link.role, expires)
+
+
+def holder(token: str, role: str = AGENT) -> LinkHolder | None:
+    """The holder of a token in `role`, or None when forged, unknown, expired or revoked."""
+    found = _inspect(token, role)
+    return found if isinstance(found, LinkHolder) else None
+
+
+def refusal(token: str, role: str = AGENT) -> str | None:
+    """Why a token is refused (invalid, revoked, expired: each says to ask for a new link),
+    or None when it is valid. Pages show it as is, so an agent knows what to do."""
+    found = _inspect(token, role)
+    return None if isinstance(found, LinkHolder) else found
 
 
 def email_for(token: str, role: str = AGENT) -> str | None:
@@ -111,6 +130,15 @@ def renew(token: str, role: str = AGENT) -> tuple[str, LinkHolder] | None:
     renewed = holder(fresh, role)
     assert renewed is not None
     return fresh, renewed
+
+
+def renewable_in(found: LinkHolder) -> timedelta:
+    """How long until `renew` gives the holder of this token a fresh one (zero: now).
+
+    A page asks again after this long (and at least daily), so it renews its link soon
+    after half its lifetime, far from its expiry, whatever lifetime the operator set.
+    """
+    return max(timedelta(0), found.expires_at - lifetime(found.role) / 2 - utcnow())
 
 
 def revoke(email: str, role: str = AGENT) -> int:

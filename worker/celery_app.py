@@ -25,7 +25,11 @@ def configure() -> Celery:
     """Point the app at the broker; called by each process before it sends or runs tasks."""
     settings = get_settings()
     timeout = settings.broker_publish_timeout_s
+    # Beat keeps its schedule in a file; under INSTANCE_DIR it never lands in the
+    # checkout (the Procfile's `worker --beat` passes no --schedule).
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
     app.conf.update(
+        beat_schedule_filename=str(settings.instance_dir.resolve() / "celerybeat-schedule"),
         broker_url=celery_broker_url(redis_url()),
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlmodel import select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
 
 from worker.agents import AgentDirectory
 from worker.db import session_scope
@@ -20,6 +22,13 @@ from worker.pops import PopAction, pop_actions
 
 log = logging.getLogger("callhook.worker")
 
+# Tries to fold one stored event before it is marked `failed` (kept, listed by
+# `callhook events list --status failed`, replayable). Counted in the database, so the
+# count survives Celery's retries, the outbox sweep's re-enqueues and killed workers.
+MAX_FOLD_ATTEMPTS = 5
+# How much of a failure is kept on the row.
+MAX_ERROR_CHARS = 1000
+
 
 @dataclass
 class Processed:
@@ -29,31 +38,136 @@ class Processed:
     pops: list[PopAction] = field(default_factory=list)
 
 
+class FoldFailed(Exception):
+    """Folding a stored event raised; the reason is on its row.
+
+    `final` when this was its last attempt (the event is now `failed`); otherwise it
+    stays `pending` and the task tries again later.
+    """
+
+    def __init__(self, event_id: int, attempts: int, reason: str, final: bool) -> None:
+        # All four in `args`: the exception pickles and unpickles (Celery logs retries).
+        super().__init__(event_id, attempts, reason, final)
+        self.event_id = event_id
+        self.attempts = attempts
+        self.reason = reason
+        self.final = final
+
+    def __str__(self) -> str:
+        return f"event {self.event_id}, attempt {self.attempts}: {self.reason}"
+
+
+def _locked_event(session: Session, event_id: int) -> WebhookEvent | None:
+    stmt = select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+    return session.exec(stmt.execution_options(populate_existing=True)).first()
+
+
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _begin_attempt(event_id: int) -> int | None:
+    """Count one more attempt, committed before the fold runs; None when there is nothing
+    to fold (not pending, or out of attempts: then it is marked failed here).
+
+    Counting before the fold is what catches a fold that never returns an error: a
+    worker killed by it each time still uses up the event's attempts.
+    """
+    with session_scope() as session:
+        event = _locked_event(session, event_id)
+        if event is None or event.status != EventStatus.PENDING:
+            return None
+        if event.attempts >= MAX_FOLD_ATTEMPTS:
+            last = event.error or "the worker stopped during each attempt"
+            event.status = EventStatus.FAILED
+            event.error = f"gave up after {event.attempts} attempts: {last}"
+            session.add(event)
+            log.error("event.failed id=%s attempts=%s", event_id, event.attempts)
+            return None
+        event.attempts += 1
+        session.add(event)
+        return event.attempts
+
+
+def _undo_attempt(event_id: int) -> None:
+    """Give an attempt back: the database was unavailable, which is no fault of the event."""
+    try:
+        with session_scope() as session:
+            event = _locked_event(session, event_id)
+            if event is not None and event.status == EventStatus.PENDING and event.attempts > 0:
+                event.attempts -= 1
+                session.add(event)
+    except OperationalError:  # still unavailable: the attempt stays counted
+        log.warning("event.attempt_kept id=%s: database unavailable", event_id)
+
+
+def _record_failure(event_id: int, attempts: int, exc: BaseException) -> FoldFailed:
+    """Keep why the fold failed on the row; mark it failed on its last attempt."""
+    reason = _reason(exc)
+    final = attempts >= MAX_FOLD_ATTEMPTS
+    with session_scope() as session:
+        event = _locked_event(session, event_id)
+        if event is not None and event.status == EventStatus.PENDING:
+            event.error = f"gave up after {attempts} attempts: {reason}" if final else reason
+            if final:
+                event.status = EventStatus.FAILED
+            session.add(event)
+    log.error(
+        "event.fold_failed id=%s attempt=%s/%s final=%s error=%s",
+        event_id, attempts, MAX_FOLD_ATTEMPTS, final, type(exc).__name__,
+    )  # fmt: skip
+    return FoldFailed(event_id, attempts, reason, final)
+
+
+def _canonical_events(canonical: Any) -> list[CallEvent]:
+    """The stored canonical events, or ValueError when they are not (or no longer) valid."""
+    if not isinstance(canonical, list):
+        raise ValueError(f"expected a list of events, got {type(canonical).__name__}")
+    return [CallEvent.from_json(data) for data in canonical]
+
+
 def process_stored_event(
     event_id: int, agents: AgentDirectory | None = None, *, log_unended: bool = False
 ) -> Processed:
     """Fold a stored event into its calls; says which calls are due for a CRM sync.
 
     Safe to run twice for one event (a sweep may re-enqueue it): the event row is
-    locked and a processed event is skipped.
+    locked and a processed event is skipped. Each run counts an attempt; a fold that
+    raises raises FoldFailed (the event stays pending for a retry, or is `failed`
+    after MAX_FOLD_ATTEMPTS), so no event is retried forever. OperationalError (the
+    database unavailable) is raised as is, and its attempt given back.
     """
+    attempts = _begin_attempt(event_id)
+    if attempts is None:
+        return Processed()
+    try:
+        return _fold_stored(event_id, agents, log_unended)
+    except OperationalError:
+        _undo_attempt(event_id)
+        raise
+    except Exception as exc:  # anything else: recorded, retried a bounded number of times
+        raise _record_failure(event_id, attempts, exc) from exc
+
+
+def _fold_stored(event_id: int, agents: AgentDirectory | None, log_unended: bool) -> Processed:
     with session_scope() as session:
-        stmt = select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
-        event = session.exec(stmt.execution_options(populate_existing=True)).first()
+        event = _locked_event(session, event_id)
         if event is None or event.status != EventStatus.PENDING:
             return Processed()
         try:
-            events = [CallEvent.from_json(data) for data in event.canonical]
+            events = _canonical_events(event.canonical)
         except ValueError as exc:
-            # A stored event that no longer validates is kept, visible and replayable.
+            # Invalid now means invalid on every try: failed at once, kept, replayable.
             event.status = EventStatus.FAILED
-            event.error = f"stored canonical event is invalid: {exc}"
+            event.error = f"stored canonical event is invalid: {_reason(exc)}"
             session.add(event)
             log.error("event.invalid id=%s", event_id)
             return Processed()
         folded = fold_events(session, events, event_id, log_unended=log_unended)
         event.status = EventStatus.PROCESSED
         event.processed_at = utcnow()
+        event.error = None
         session.add(event)
         result = Processed()
         for canonical, call in folded:

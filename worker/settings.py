@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -59,11 +60,15 @@ class Settings(BaseSettings):
     # a link nobody opens for this long dies; an operator's sign-in is short.
     agent_link_ttl_days: float = Field(default=30.0, gt=0, le=3650)
     operator_link_ttl_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    # Who may frame the HubSpot calling widget (CSP frame-ancestors): HubSpot's app hosts.
+    hubspot_frame_origins: str = "https://app.hubspot.com https://*.hubspot.com"
     # Open streams (tabs, the HubSpot window) one agent may hold in one web process.
     agent_streams_per_agent: int = Field(default=4, ge=1, le=100)
     # Click-to-call policy (see docs/security.md): phonenumbers' number types allowed,
     # and ISO countries allowed (empty: DEFAULT_REGION's only; `*`: any country).
-    dial_allowed_types: str = "fixed_line,mobile,fixed_line_or_mobile"
+    # VoIP and toll-free are national-rate or free to call, and sales teams dial them
+    # (France's 09 numbers are VoIP); premium-rate and the like can never be allowed.
+    dial_allowed_types: str = "fixed_line,mobile,fixed_line_or_mobile,voip,toll_free"
     dial_allowed_countries: str = ""
     # Per-agent click-to-call rate limits, shared by every web process through Redis.
     dial_max_per_minute: int = Field(default=6, ge=1, le=10_000)
@@ -110,12 +115,39 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an ISO 3166 country code phonenumbers knows")
         return region
 
+    @field_validator("dial_allowed_types")
+    @classmethod
+    def _dialable_types(cls, value: str) -> str:
+        # Imported here: worker.dialing imports this module. It owns the policy's rules.
+        from worker.dialing import normalise_allowed_types
+
+        return normalise_allowed_types(value)
+
+    @field_validator("dial_allowed_countries")
+    @classmethod
+    def _dialable_countries(cls, value: str) -> str:
+        from worker.dialing import normalise_allowed_countries
+
+        return normalise_allowed_countries(value)
+
     @field_validator("hubspot_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("hubspot_frame_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = value.replace(",", " ").split()
+        pattern = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
+        bad = [o for o in origins if not pattern.fullmatch(o)]
+        if not origins or bad:
+            raise ValueError(
+                f"{' '.join(bad) or '(empty)'}: list origins such as https://app.hubspot.com"
+            )
+        return " ".join(origins)
 
     @field_validator("secret_key")
     @classmethod

@@ -20,6 +20,7 @@ from worker.celery_app import MAX_RETRY_DELAY_S, app
 from worker.crm.factory import crm_for_call
 from worker.mapping_files import worker_mapping_files
 from worker.pipeline import (
+    FoldFailed,
     calls_to_sync,
     close_unended,
     events_to_enqueue,
@@ -41,13 +42,32 @@ def backoff(retries: int, hint: float | None = None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def fold_retry_delay(attempts: int) -> float:
+    """Seconds before folding an event again after its `attempts`-th failure: 1, 2, 4, 8 s.
+
+    Short, because a fold that raises is nearly always a bug or bad data that no wait
+    fixes (the database being down is retried apart, with `backoff`): the retries exist
+    for the rare race, and the event must soon be `failed` and visible, not pending.
+    """
+    return min(MAX_RETRY_DELAY_S, 2 ** max(attempts - 1, 0)) + random.uniform(0, 0.5)
+
+
 @app.task(name="callhook.process_event", bind=True, max_retries=20)
 def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Fold one stored event; the attempts are counted on its row (see `pipeline`).
+
+    Celery's own retry count is not the bound: the outbox sweep may enqueue the event
+    again as a new task, so only the row's `attempts` sees every try.
+    """
     try:
         files = worker_mapping_files()
         result = process_stored_event(event_id, files.agents, log_unended=_logs_at_start())
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(countdown=backoff(self.request.retries), exc=exc) from exc
+    except FoldFailed as exc:
+        if exc.final:
+            return  # marked failed, with its reason: `callhook events replay` once fixed
+        raise self.retry(countdown=fold_retry_delay(exc.attempts), exc=exc) from exc
     # Pops first: the phone is ringing, the CRM log can wait a few milliseconds.
     try:
         for action in result.pops:

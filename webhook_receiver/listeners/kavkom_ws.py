@@ -52,6 +52,8 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from webhook_receiver.payloads import BadPayload, loads
+
 if TYPE_CHECKING:
     from webhook_receiver.mapping import PlatformMapping
     from worker.settings import Settings
@@ -726,9 +728,11 @@ class KavkomListener:
             async for message in ws:
                 raw = message.encode("utf-8") if isinstance(message, str) else bytes(message)
                 try:
-                    payload = json.loads(raw)
-                except ValueError:
-                    log.warning("listener.kavkom.bad_message ext=%s: not JSON", ext)
+                    # The webhooks' bounded parser: a hostile message (nested 100k deep,
+                    # a 5,000-digit number) is refused, never a crash of this reader.
+                    payload = loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, BadPayload) as exc:
+                    log.warning("listener.kavkom.bad_message ext=%s: %s", ext, exc)
                     continue
                 if not isinstance(payload, dict):
                     log.warning("listener.kavkom.bad_message ext=%s: not an object", ext)
@@ -750,7 +754,7 @@ class KavkomListener:
                     )
                     continue
                 # `call` messages, and anything unknown: an unknown event is stored as
-                # unmapped (422), visible in `callhook events list`, as a webhook would be.
+                # unmapped, visible in `callhook events list`, as a webhook would be.
                 await self._queue.put((ext, payload, raw))
         except ConnectionClosed:
             pass
@@ -795,7 +799,7 @@ class KavkomListener:
                     )
                     break
                 await asyncio.sleep(min(self.backoff.delay(attempt), 5.0))
-            if status == 422:
+            if body.get("status") == "unmapped" or status == 422:
                 log.warning(
                     "listener.kavkom.unmapped ext=%s id=%s reason=%s",
                     ext,

@@ -1,8 +1,14 @@
 """Turning one provider payload into canonical call events, as a mapping file says.
 
 Unknown values are never guessed: a payload the file cannot read raises
-``MappingError`` with a reason the platform's admin can act on (the receiver
-answers 422 with it and keeps the payload for replay).
+``MappingError`` with a reason the platform's admin can act on. The receiver
+keeps the payload as ``unmapped`` for replay and answers as the file's
+``on_unmapped`` policy says (200, or 422 with the reason).
+
+The engine trusts nothing in the payload: a value of the wrong shape (an object
+where text is expected), out of range (a month-long call, a date in 2200) or too
+long for its column is a MappingError naming the field, never an exception that
+would answer 500 or a row the worker could never fold.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ from pydantic import ValidationError
 
 from webhook_receiver.mapping.schema import EventRule, FieldSpec, PlatformMapping
 from webhook_receiver.mapping.transforms import convert
+from webhook_receiver.payloads import quote
 from worker.events import CallEvent
 
 _MISSING = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+# Fields that may read a list (the legs a leg names; a dedupe key is hashed as text): every
+# other field takes one value.
+_MANY_VALUED = {"linked_call_ids", "dedupe_key"}
 
 
 class MappingError(ValueError):
@@ -147,6 +157,11 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
         raw = (match.group(1) if match.groups() else match.group(0)) if match else _MISSING
     if not _present(raw):
         return spec.default, None
+    if isinstance(raw, dict | list) and name not in _MANY_VALUED:
+        # An object where a value belongs: its repr must not become a call id or a number.
+        # (A `regex` has already turned it into text, or into nothing when it did not match.)
+        kind = "an object" if isinstance(raw, dict) else "a list"
+        raise MappingError(f"{name}: {'/'.join(spec.paths) or 'value'} is {kind}, not a value")
     value: Any = raw
     if spec.map is not None:
         key = str(raw)
@@ -162,7 +177,7 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
         else:
             known = ", ".join(sorted(str(k) for k in spec.map))
             source = "/".join(spec.paths) or "value"
-            raise MappingError(f"{name}: {source} {raw!r} is not one of: {known}")
+            raise MappingError(f"{name}: {source} {quote(raw)} is not one of: {known}")
     if spec.type is not None and value is not None:
         try:
             value = convert(
@@ -233,7 +248,10 @@ def _build(mapping: PlatformMapping, rule: EventRule, ctx: _Context) -> CallEven
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise MappingError(f"{where}: {err['msg']}") from None
+        given = err["input"]
+        # Text and numbers are named (cut short); a time's message already shows the time.
+        shown = f" (got {quote(given)})" if isinstance(given, str | int | float) else ""
+        raise MappingError(f"{where}: {err['msg']}{shown}") from None
 
 
 def payload_digest(payload: Any) -> str:
@@ -315,5 +333,5 @@ def _seen(mapping: PlatformMapping, ctx: _Context) -> str:
     paths = dict.fromkeys(
         p for r in mapping.events for p, c in r.when.items() if c != {"present": True}
     )
-    found = [f"{p}={_lookup(ctx, p)!r}" for p in paths if _present(_lookup(ctx, p))]
+    found = [f"{p}={quote(_lookup(ctx, p))}" for p in paths if _present(_lookup(ctx, p))]
     return f" ({', '.join(found)})" if found else ""

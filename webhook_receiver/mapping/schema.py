@@ -49,7 +49,7 @@ class FieldSpec(Strict):
     default: Any = None
     region: str | None = None
     format: str | None = None
-    # A value `map` does not list: refused (422, the default) or left absent.
+    # A value `map` does not list: the delivery is unmapped (the default), or the field absent.
     unmapped: Literal["error", "absent"] = "error"
 
     @model_validator(mode="before")
@@ -231,6 +231,14 @@ class PlatformMapping(Strict):
     strip_quotes: bool = False
     ignore: list[dict[str, Condition]] = Field(default_factory=list)
     events: list[EventRule] = Field(min_length=1)
+    # What to answer an authenticated delivery the mapping cannot read (no rule matches,
+    # or a field is missing, unknown to its `map`, or out of range). It is kept as
+    # `unmapped` either way, for `callhook events replay`. `accept` answers 200
+    # {"status": "unmapped"}: a platform that counts non-2xx answers towards disabling the
+    # hook (KAZOO: 6 in 60 s) or retries them goes on delivering every other call.
+    # `refuse` answers 422 with the reason, for a platform that shows it to its admin.
+    # See "When the mapping cannot read a delivery" in docs/mappings.md.
+    on_unmapped: Literal["accept", "refuse"] = "accept"
 
     @model_validator(mode="before")
     @classmethod

@@ -1,17 +1,23 @@
 """Value conversions a mapping file can name with `type:`.
 
 Each takes the raw value from the payload and returns the canonical one, or
-raises ``ValueError`` with a message fit to show the platform's admin in a 422.
+raises ``ValueError`` with a message fit to show the platform's admin (the
+receiver answers with it and keeps the payload as ``unmapped``). Nothing else
+escapes: infinite or huge numbers, times outside what a datetime can hold and
+JSON text nested too deep are all a ValueError with the reason, never an
+OverflowError or RecursionError that would answer 500.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+
+from webhook_receiver.payloads import BadPayload, loads, quote
 
 # Platforms write "no number" in many ways; none of them is a customer to look up.
 ANONYMOUS = {"", "anonymous", "unknown", "private", "restricted", "unavailable", "withheld"}
@@ -44,21 +50,26 @@ def to_e164(raw: object, region: str) -> str | None:
 
 
 def _number(raw: object) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a number, got {raw!r}")
-    if isinstance(raw, int | float):
-        return float(raw)
+    """A finite number from a JSON number or its text ("12", "1.5e3"); else ValueError."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"expected a number, got {quote(raw)}")
     try:
-        return float(str(raw).strip())
-    except ValueError:
-        raise ValueError(f"expected a number, got {raw!r}") from None
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except (ValueError, OverflowError):  # OverflowError: an int too large for a float
+        raise ValueError(f"expected a number, got {quote(raw)}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {quote(raw)}")
+    return value
 
 
 def from_epoch(raw: object, scale: float) -> datetime:
     value = _number(raw) / scale
     if value <= 0:
-        raise ValueError(f"not a timestamp: {raw!r}")
-    return datetime.fromtimestamp(value, UTC)
+        raise ValueError(f"not a timestamp: {quote(raw)}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # past year 9999, or the platform's time_t
+        raise ValueError(f"timestamp out of range: {quote(raw)}") from None
 
 
 # KAZOO stamps events in Gregorian seconds: seconds since 0000-01-01, not since 1970.
@@ -70,13 +81,27 @@ def from_gregorian(raw: object) -> datetime:
 
 
 def from_json(raw: object) -> object:
-    """A value that arrives as JSON text inside the payload; anything else passes through."""
+    """A value that arrives as JSON text inside the payload; anything else passes through.
+
+    Read with the body's own bounds (`payloads.loads`): text inside a payload is no
+    more trusted than the payload.
+    """
     if not isinstance(raw, str):
         return raw
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise ValueError(f"not JSON text: {raw[:40]!r}") from None
+        return loads(raw)
+    except BadPayload as exc:
+        raise ValueError(f"not JSON text: {quote(raw[:40])}: {exc}") from None
+
+
+def _in_utc(parsed: datetime, zone: str, raw: object) -> datetime:
+    """`parsed` in UTC, read in `zone` when it carries no offset of its own."""
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):  # 9999-12-31T23:00-01:00 is past datetime.max in UTC
+        raise ValueError(f"time out of range: {quote(raw)}") from None
 
 
 def from_iso(raw: object, zone: str) -> datetime:
@@ -84,20 +109,16 @@ def from_iso(raw: object, zone: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {raw!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-    return parsed.astimezone(UTC)
+        raise ValueError(f"not an ISO 8601 time: {quote(raw)}") from None
+    return _in_utc(parsed, zone, raw)
 
 
 def from_format(raw: object, fmt: str, zone: str) -> datetime:
     try:
         parsed = datetime.strptime(str(raw).strip(), fmt)
     except ValueError:
-        raise ValueError(f"{raw!r} does not match the time format {fmt!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-    return parsed.astimezone(UTC)
+        raise ValueError(f"{quote(raw)} does not match the time format {fmt!r}") from None
+    return _in_utc(parsed, zone, raw)
 
 
 def from_hms(raw: object) -> int:
@@ -106,19 +127,23 @@ def from_hms(raw: object) -> int:
     try:
         numbers = [float(p) for p in parts]
     except ValueError:
-        raise ValueError(f"not a duration: {raw!r}") from None
-    if not 1 <= len(numbers) <= 3 or any(n < 0 for n in numbers):
-        raise ValueError(f"not a duration: {raw!r}")
+        raise ValueError(f"not a duration: {quote(raw)}") from None
+    if not 1 <= len(numbers) <= 3 or any(not math.isfinite(n) or n < 0 for n in numbers):
+        raise ValueError(f"not a duration: {quote(raw)}")
     seconds = 0.0
     for n in numbers:
         seconds = seconds * 60 + n
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {quote(raw)}")
     return round(seconds)
 
 
 def duration(raw: object, unit_s: float) -> int:
     value = _number(raw) * unit_s
     if value < 0:
-        raise ValueError(f"negative duration: {raw!r}")
+        raise ValueError(f"negative duration: {quote(raw)}")
+    if not math.isfinite(value):  # 1e308 minutes
+        raise ValueError(f"duration out of range: {quote(raw)}")
     return round(value)
 
 
@@ -128,7 +153,7 @@ def to_bool(raw: object) -> bool:
         return True
     if text in {"0", "false", "no", "n", "off", ""}:
         return False
-    raise ValueError(f"not a boolean: {raw!r}")
+    raise ValueError(f"not a boolean: {quote(raw)}")
 
 
 def convert(kind: str, raw: object, *, region: str, zone: str, fmt: str | None) -> object:

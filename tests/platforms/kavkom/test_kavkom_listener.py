@@ -201,6 +201,22 @@ def test_ping_gets_the_documented_pong(stack, live: FakeKavkomLive) -> None:  # 
     assert stored(str(data["sentStamp"])) == []  # a heartbeat is not a delivery
 
 
+def test_a_hostile_message_is_refused_and_the_reader_goes_on(  # type: ignore[no-untyped-def]
+    stack, hubspot, live: FakeKavkomLive, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    number, call_id = french_mobile(), f"ws-{uuid.uuid4()}"
+    with listening(live):
+        first = open_connection(live)
+        live.send("1001", '{"a":' * 100_000 + "1" + "}" * 100_000)  # nested 100k deep
+        live.send("1001", '{"event": "call", "n": ' + "9" * 5000 + "}")
+        send_call(live, "1001", call_id, number)
+        wait_until(lambda: calls_for(hubspot, "+" + number), timeout=30)
+        assert live.connections("1001")[-1]["opened_at"] == first["opened_at"]  # same reader
+    assert "listener.kavkom.bad_message ext=1001: body is nested more than" in caplog.text
+    assert "more than" in caplog.text and "digits" in caplog.text
+
+
 def test_dropped_connection_is_reestablished_and_later_messages_arrive(  # type: ignore[no-untyped-def]
     stack, hubspot, live: FakeKavkomLive, caplog
 ) -> None:

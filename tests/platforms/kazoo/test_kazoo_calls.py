@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from tests.conftest import WEBHOOK_SECRETS, load_fixture, wait_until
+from tests.unmapped import assert_kept_unmapped
 from worker.db import get_engine
 from worker.models import Call
 
@@ -206,13 +207,13 @@ def test_wrong_or_missing_token_is_refused_401(client) -> None:  # type: ignore[
     assert glued.status_code == 401
 
 
-def test_unknown_event_type_is_refused_422_with_the_reason(client) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_event_type_is_kept_and_answered_200(client) -> None:  # type: ignore[no-untyped-def]
+    # KAZOO disables a hook after 6 non-200 answers in 60 s: an event type callhook does not
+    # know must never count as one.
     text = load_fixture("kazoo", "channel_create__sample.json").decode()
     text = text.replace('"channel_create"', '"channel_hold"')
     response = client.post(HOOK_URI, data=text, content_type="application/json")
-    assert response.status_code == 422
-    assert response.json["error"] == "unmapped"
-    assert "no event rule matches this payload" in response.json["reason"]
+    assert_kept_unmapped(response, "no event rule matches this payload")
 
 
 def test_known_ignored_payloads_answer_200_ignored(client) -> None:  # type: ignore[no-untyped-def]

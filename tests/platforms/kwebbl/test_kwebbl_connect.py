@@ -83,6 +83,8 @@ def kw(setup: dict[str, Any], redis_server: RedisServer) -> Iterator[Kw]:
             "MAPPINGS_DIR": str(setup["mappings"]),
             "INSTANCE_DIR": str(setup["tmp"] / "instance"),
             "DEFAULT_REGION": "FR",
+            # Kwebbl is Dutch: its click-to-call tests dial a Dutch number.
+            "DIAL_ALLOWED_COUNTRIES": "FR,NL",
             "SECRET_KEY": SECRET_KEY,
             "PUBLIC_BASE_URL": PUBLIC,
             "KWEBBL_CLIENT_ID": fake.client_id,
