@@ -6,6 +6,7 @@ A platform variable or a caller-controlled value (a CNAME, a custom field) such 
 
 from __future__ import annotations
 
+from tests.conftest import ROOT
 from tests.fake_hubspot import FakeHubSpot
 from tests.test_hubspot_adapter import snapshot
 from tests.test_hubspot_policies import configured, fake  # noqa: F401 (fixture)
@@ -29,3 +30,24 @@ def test_agent_is_escaped_in_the_missed_call_task(fake: FakeHubSpot) -> None:  #
     (task,) = fake.tasks()
     assert HOSTILE not in task["properties"]["hs_task_body"]
     assert "&lt;img" in task["properties"]["hs_task_body"]
+
+
+def test_body_names_the_platform_as_its_file_does_and_nested_variables_read_as_json(
+    fake: FakeHubSpot,  # noqa: F811
+) -> None:
+    from worker.mapping_files import load_mapping_files
+
+    crm = configured(fake)
+    crm.platform_names = load_mapping_files(ROOT / "mappings").platform_names
+    crm.log_call(
+        snapshot(
+            "names-1",
+            "+33612345642",
+            platform="kazoo",
+            variables={"custom_channel_vars": {"Bridge-ID": "b-1", "Owner-ID": "o-2"}},
+        )
+    )
+    body = fake.calls()[0]["properties"]["hs_call_body"]
+    assert "call via KAZOO (2600Hz)" in body
+    assert "custom_channel_vars: {&#34;Bridge-ID&#34;: &#34;b-1&#34;, &#34;Owner-ID&#34;" in body
+    assert "{'Bridge-ID'" not in body

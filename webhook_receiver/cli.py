@@ -255,7 +255,10 @@ def mappings_try(platform: str, payload_file: Path) -> None:
     click.echo("canonical events:")
     click.echo(json.dumps([e.to_json() for e in result.events], indent=2))
     assert files.hubspot is not None
-    click.echo("HubSpot request once the call has ended (dry run, no contact lookup):")
+    click.echo(
+        "HubSpot requests once the call has ended (recorded, not sent; the contact search "
+        "is shown as it would be sent, and finds no contact here):"
+    )
     body = preview_hubspot_request(result.events, files, settings.default_region)
     click.echo(json.dumps(body, indent=2))
 
@@ -299,13 +302,21 @@ def calls_list(status: str | None, limit: int) -> None:
         )
         if status:
             stmt = stmt.where(Call.crm_status == status)
-        for c in session.exec(stmt):
+        rows = session.exec(stmt).all()
+        if not rows:
+            click.echo("no calls" + (f" with status {status}" if status else ""))
+            return
+        click.echo(
+            f"{'ID':>6} {'PLATFORM':<10} {'CALL ID':<38} {'STAGE':<8} {'DIRECTION':<9} "
+            f"{'NUMBER':<16} {'OUTCOME':<9} {'CRM':<8} CRM RECORD, CONTACT, OWNER"
+        )
+        for c in rows:
             click.echo(
                 f"{c.id:>6} {c.platform:<10} {c.platform_call_id:<38} {c.stage:<8} "
-                f"{c.direction or '-':<8} {c.external_number or c.external_number_raw or '-':<16} "
+                f"{c.direction or '-':<9} {c.external_number or c.external_number_raw or '-':<16} "
                 f"{c.outcome or '-':<9} {c.crm_status:<8} crm={c.crm_id or '-'} "
                 f"contact={c.crm_contact_id or '-'} owner={c.crm_owner_id or '-'}"
-                + (f"\n       contact: {c.crm_contact_note}" if c.crm_contact_note else "")
+                + (f"\n       note: {c.crm_contact_note}" if c.crm_contact_note else "")
                 + (f"\n       error: {c.crm_error}" if c.crm_error else "")
             )
 

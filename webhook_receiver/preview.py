@@ -32,7 +32,9 @@ def preview_hubspot_request(
         )
         apply_event(call, event)
     transport = RecordingTransport()
-    crm = HubSpotCrm(transport, files.hubspot, files.agents, region)
+    crm = HubSpotCrm(
+        transport, files.hubspot, files.agents, region, platform_names=files.platform_names
+    )
     for call in calls.values():
         if not call.ended:
             apply_event(

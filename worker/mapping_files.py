@@ -25,6 +25,9 @@ class MappingFiles:
     """The validated contents of the mappings directory."""
 
     platforms: dict[str, Any] = field(default_factory=dict)  # name → PlatformMapping
+    # Each platform's display name (its file's `name:`, e.g. "KAZOO (2600Hz)"), read by
+    # the worker too: call bodies say "via KAZOO (2600Hz)", not "via Kazoo".
+    platform_names: dict[str, str] = field(default_factory=dict)
     hubspot: HubSpotMapping | None = None
     agents: AgentDirectory = field(default_factory=lambda: AgentDirectory(kind="agents"))
     files: list[Path] = field(default_factory=list)
@@ -48,6 +51,8 @@ def load_mapping_files(directory: Path, platform_model: Any = None) -> MappingFi
             if kind not in KINDS:
                 raise MappingFileError([f"{path}: kind: must be one of {', '.join(KINDS)}"])
             if kind == "platform":
+                name = data.get("name")
+                result.platform_names[path.stem] = name if isinstance(name, str) else path.stem
                 if platform_model is None:
                     continue
                 mapping = validate(platform_model, data, path)

@@ -30,6 +30,7 @@ def _adapter(transport: Transport, cached: bool) -> HubSpotCrm:
         settings.default_region,
         cache,
         locks=connect() if cached else None,
+        platform_names=files.platform_names,
     )
 
 

@@ -242,8 +242,10 @@ class HubSpotCrm:
         default_region: str,
         cache: ContactCache | None = None,
         locks: Any = None,
+        platform_names: dict[str, str] | None = None,
     ):
         self.transport = transport
+        self.platform_names = platform_names or {}
         self.mapping = mapping
         self.agents = agents
         self.region = default_region
@@ -387,8 +389,9 @@ class HubSpotCrm:
             "agent": call.agent,
             "outcome": call.outcome,
             "duration_s": duration,
-            "variables": call.variables or {},
-            "platform": call.platform,
+            "variables": readable_variables(call.variables or {}),
+            "platform": self.platform_names.get(call.platform, call.platform),
+            "platform_id": call.platform,
         }
         props: dict[str, Any] = {
             "hs_timestamp": _ms(when) if when else None,
@@ -569,7 +572,8 @@ class HubSpotCrm:
             "number_display": _display(call.external_number) or call.external_number_raw or "",
             "contact_name": contact.name if contact else None,
             "agent": call.agent,
-            "platform": call.platform,
+            "platform": self.platform_names.get(call.platform, call.platform),
+            "platform_id": call.platform,
             "call": call,
         }
         due = (call.ended_at or datetime.now(UTC)) + timedelta(minutes=spec.due_in_minutes)
@@ -611,6 +615,17 @@ def _stale_contact(exc: PermanentCrmError) -> bool:
     """HubSpot refused an association because the contact no longer exists."""
     text = str(exc).lower()
     return exc.status in (400, 404) and "association" in text
+
+
+def readable_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables as a person reads them in a call body: nested values as compact JSON
+    (KAZOO's `custom_channel_vars` would otherwise print as a Python dict)."""
+    return {
+        name: value
+        if isinstance(value, str | int | float | bool)
+        else json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+        for name, value in variables.items()
+    }
 
 
 def _ms(value: Any) -> str:
