@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from dataclasses import dataclass
 
 import phonenumbers
 import redis
 from phonenumbers import PhoneNumberType
 
+from worker import sliding_window
 from worker.agents import Agent
 from worker.db import session_scope
 from worker.models import DialAttempt
@@ -50,6 +50,7 @@ from worker.platforms.base import ClickToCallError
 from worker.platforms.registry import click_to_call_for
 from worker.redis_conn import connect
 from worker.settings import Settings
+from worker.sliding_window import Window
 
 log = logging.getLogger("callhook.dialing")
 
@@ -230,31 +231,6 @@ class DialPolicy:
 
 
 # -- the rate limit ---------------------------------------------------------------------
-# KEYS: one sorted set per window; ARGV: a unique member, then (limit, window ms) per key.
-# Returns {0, 0} when a slot was taken in every window, else {ms to wait, the window}.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait, which = 0, 0
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local this = math.max(tonumber(oldest[2]) + window - now, 1)
-    if this > wait then wait, which = this, i end
-  end
-end
-if wait > 0 then
-  return {wait, which}
-end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
-end
-return {0, 0}
-"""
 WINDOWS_S = (60, 3600)
 
 
@@ -267,23 +243,21 @@ def take_dial_slot(client: redis.Redis, email: str, settings: Settings) -> tuple
     """Take one dial for `email` in both windows; None when taken, else (seconds to wait,
     the window in seconds whose limit was reached).
 
-    A sliding log: one sorted set per agent and window holds the times of the dials in
-    it, and a Lua script drops the old ones, counts, and adds the new one atomically, so
-    concurrent requests on any number of web processes cannot both take the last slot.
-    Unlike a fixed window (INCR + EXPIRE per clock minute), it never lets twice the limit
-    through across a window's boundary, and it says exactly when the oldest dial leaves
-    the window (the Retry-After). Its size is bounded by the limits (60 entries an hour by
-    default). The time is Redis's own, so web processes with skewed clocks agree. All or
-    nothing: a refused dial takes no slot, so pressing Call again does not extend the wait.
+    A sliding log per agent and window (worker/sliding_window.py), shared by every web
+    process: concurrent requests cannot both take the last slot, twice the limit never
+    gets through across a window's boundary, and the wait is exact (the Retry-After).
+    Its size is bounded by the limits (60 entries an hour by default). All or nothing: a
+    refused dial takes no slot, so pressing Call again does not extend the wait.
     """
     limits = (settings.dial_max_per_minute, settings.dial_max_per_hour)
-    args: list[str | int] = [uuid.uuid4().hex]
-    for limit, window in zip(limits, WINDOWS_S, strict=True):
-        args += [limit, window * 1000]
-    wait_ms, which = client.register_script(_TAKE)(keys=rate_keys(email), args=args)
-    if not int(wait_ms):
+    windows = [
+        Window(key, limit, window)
+        for key, limit, window in zip(rate_keys(email), limits, WINDOWS_S, strict=True)
+    ]
+    full = sliding_window.take(client, windows)
+    if full is None:
         return None
-    return math.ceil(int(wait_ms) / 1000), WINDOWS_S[int(which) - 1]
+    return math.ceil(full.wait_s), int(full.window.window_s)
 
 
 # -- the record -------------------------------------------------------------------------
