@@ -35,6 +35,8 @@ PLATFORMS = ("kavkom", "kwebbl", "kazoo", "uis", "voximplant")
 # Every shipped mapping reads <PLATFORM>_WEBHOOK_SECRET; tests use these values.
 WEBHOOK_SECRETS = {name: f"{name}-secret-for-tests" for name in PLATFORMS}
 KAVKOM_SECRET = WEBHOOK_SECRETS["kavkom"]
+# 32+ bytes, as a server database requires (worker/settings.py).
+TEST_SECRET_KEY = "tests-only-signing-key-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -165,8 +167,7 @@ def base_env(
     env = {
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
-        # 32+ bytes, as a server database requires (worker/settings.py).
-        "SECRET_KEY": "tests-only-signing-key-0123456789abcdef",
+        "SECRET_KEY": TEST_SECRET_KEY,
         "DEFAULT_REGION": "FR",
         "MAPPINGS_DIR": str(ROOT / "mappings"),
         "INSTANCE_DIR": str(instance),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from tests.conftest import Environment, fresh_database
+from tests.conftest import TEST_SECRET_KEY, Environment, fresh_database
 from worker.db import get_engine, session_scope
 from worker.events import CallEvent
 from worker.fold import apply_event, fold_events, state_hash
@@ -66,7 +66,13 @@ def test_an_agent_leg_ending_does_not_end_the_call() -> None:
 def database(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     tmp: Path = tmp_path_factory.mktemp(f"legs-{db_kind}")
     env = Environment()
-    env.set({"DATABASE_URL": fresh_database(db_kind, tmp), "INSTANCE_DIR": str(tmp)})
+    env.set(
+        {
+            "DATABASE_URL": fresh_database(db_kind, tmp),
+            "INSTANCE_DIR": str(tmp),
+            "SECRET_KEY": TEST_SECRET_KEY,
+        }
+    )
     yield
     env.restore()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from tests.conftest import Environment, fresh_database
+from tests.conftest import TEST_SECRET_KEY, Environment, fresh_database
 from tests.test_call_legs import deliver, ev
 from worker.db import session_scope
 from worker.models import Call, CrmStatus, utcnow
@@ -20,7 +20,13 @@ from worker.pipeline import close_unended, process_stored_event
 def database(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     tmp: Path = tmp_path_factory.mktemp(f"lifecycle-{db_kind}")
     env = Environment()
-    env.set({"DATABASE_URL": fresh_database(db_kind, tmp), "INSTANCE_DIR": str(tmp)})
+    env.set(
+        {
+            "DATABASE_URL": fresh_database(db_kind, tmp),
+            "INSTANCE_DIR": str(tmp),
+            "SECRET_KEY": TEST_SECRET_KEY,
+        }
+    )
     yield
     env.restore()
 

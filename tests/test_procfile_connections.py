@@ -193,6 +193,8 @@ def deployment(
             "REDIS_URL": redis_server.url,
             "SECRET_KEY": SECRET_KEY,
             "DEFAULT_REGION": "FR",
+            # The agents dial a French, a Dutch (Kwebbl) and a Russian (UIS) customer.
+            "DIAL_ALLOWED_COUNTRIES": "FR,NL,RU",
             "MAPPINGS_DIR": str(mappings),
             "INSTANCE_DIR": str(tmp / "instance"),
             "HUBSPOT_ACCESS_TOKEN": TOKEN,

@@ -88,7 +88,7 @@ def tried(name: str) -> list[dict[str, Any]]:
     result = CliRunner().invoke(cli, ["mappings", "try", "dial9", str(FIXTURES / name)])
     assert result.exit_code == 0, result.output
     printed = result.output.split("canonical events:\n", 1)[1]
-    return json.loads(printed.split("\nHubSpot request once the call has ended", 1)[0])
+    return json.loads(printed.split("\nHubSpot requests once the call has ended", 1)[0])
 
 
 INCOMING_CALL = "2f533604-aaaf-11e7-b600-7ac8e42434d2"

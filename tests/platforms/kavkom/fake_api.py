@@ -1,7 +1,7 @@
 """A fake Kavkom PBX API, over real HTTP, for click-to-call.
 
-Reproduces what the seed (kavkom-api.txt) documents for
-``POST /api/pbx/v1/active_call/call``:
+Reproduces what *Kavkom API Documentation* (https://help.kavkom.com/en/api-integration/kavkom-api/)
+says of ``POST /api/pbx/v1/active_call/call``:
 
 - "Authentication": the token in ``X-API-TOKEN``, linked to domains and to authorized
   routes; ``domain_uuid`` (a UUID v4) in the JSON body of a POST. A token not authorized
@@ -12,7 +12,7 @@ Reproduces what the seed (kavkom-api.txt) documents for
   ``validationErrors``), 422 "src invalid" for an extension not on the domain, 422 with the
   switch's "-ERR ..." text when the switch rejects the call.
 
-The seed gives no status or body for a rejected token: an unknown token gets 401 and a
+The documentation gives no status or body for a rejected token: an unknown token gets 401 and a
 token without the route or domain 403, both in the PBX error envelope (constructed).
 
 Tests steer it with ``switch_rejects`` (the switch's verdict for an extension),
@@ -41,7 +41,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 def _pbx_error(status: int, message: str, **extra: Any) -> Response:
-    # Seed, "Error codes & troubleshooting / Error format", PBX API.
+    # Kavkom docs, "Error codes & troubleshooting / Error format", PBX API.
     return _json(status, {"error": True, "message": message, **extra})
 
 
@@ -57,7 +57,7 @@ class FakeKavkom(FakeHttpServer):
     ):
         self.domain_uuid = domain_uuid
         self.extensions = set(extensions)
-        # token → (linked domains, authorized routes): seed, "API token X-API-TOKEN & domain_uuid".
+        # token → (linked domains, authorized routes): docs, "API token X-API-TOKEN & domain_uuid".
         self.tokens: dict[str, tuple[set[str], set[str]]] = {token: ({domain_uuid}, {ROUTE})}
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
@@ -128,7 +128,7 @@ class FakeKavkom(FakeHttpServer):
         if self._stall is not None:
             time.sleep(self._stall)
             self._stall = None
-        # Seed, "Start a call, or click-to-call", response example.
+        # Kavkom docs, "Start a call, or click-to-call", response example.
         return _json(
             200,
             {

@@ -1,6 +1,7 @@
 """A fake ``live.kavkom.com``: the token API and the ``/calls`` WebSocket, on one real port.
 
-Reproduces what the seed (kavkom-api.txt) documents:
+Reproduces what *Kavkom API Documentation*
+(https://help.kavkom.com/en/api-integration/kavkom-api/) says:
 
 - "Access tokens for the WebSocket": ``POST /api/auth/acquire-access`` with
   ``Authorization: Bearer <refresh-token>`` answers ``{"token", "expiresAt"}`` (an ISO date);
@@ -9,7 +10,7 @@ Reproduces what the seed (kavkom-api.txt) documents:
   invalid or expired token; ``ping`` with ``data: {sentStamp, expiresInSec}`` answered by a
   ``pong`` of the same structure; ``call`` messages ``{"event": "call", "data": {...}}``.
 
-Constructed where the seed is silent: a refused refresh token gets 401 with
+Constructed where the documentation is silent: a refused refresh token gets 401 with
 ``{"message": "Invalid refresh token"}``; a connection whose token expires is closed by the
 server (1008 "token expired"), so a client that does not renew in time loses it; tokens are
 ``acc-<hex>``.
@@ -134,7 +135,7 @@ class FakeKavkomLive:
         return self._call(self._send(ext, text))
 
     def ping(self, ext: str) -> dict[str, Any]:
-        """Send the seed's heartbeat; returns its `data`, which the pong must repeat."""
+        """Send the documented heartbeat; returns its `data`, which the pong must repeat."""
         data = {"sentStamp": int(time.time() * 1000), "expiresInSec": 60}
         self.send(ext, {"event": "ping", "data": data})
         return data

@@ -16,7 +16,8 @@ from worker.platforms.base import ClickToCallError
 from worker.platforms.kavkom import KavkomClickToCall
 
 TOKEN = "kavkom-api-token-for-tests"
-# Seed, "Start a call, or click-to-call": the domain_uuid of the curl example.
+# Kavkom API Documentation (https://help.kavkom.com/en/api-integration/kavkom-api/),
+# "Start a call, or click-to-call": the domain_uuid of the curl example.
 DOMAIN = "ddcfeb62-110f-4bd7-b7a9-965e1a78295f"
 
 
@@ -64,7 +65,7 @@ def test_the_pbx_is_asked_to_ring_the_extension_then_the_number(
     assert request["path"] == CALL_PATH
     assert request["headers"]["X-Api-Token"] == TOKEN
     assert request["headers"]["Content-Type"] == "application/json"
-    # Seed's curl example: destination as digits without "+", src the agent's extension.
+    # The docs' curl example: destination as digits without "+", src the agent's extension.
     assert request["json"] == {"domain_uuid": DOMAIN, "src": "901", "destination": "33612345678"}
     assert placed.platform == "kavkom"
     assert uuid.UUID(placed.call_id or "")
@@ -144,7 +145,7 @@ def test_the_switchs_refusal_is_explained(
 def test_missing_fields_come_back_as_kavkoms_validation_errors(
     fake: FakeKavkom, kavkom: KavkomClickToCall
 ) -> None:
-    # Seed, "Error codes & troubleshooting / Error format": the PBX API example, verbatim.
+    # Kavkom docs, "Error codes & troubleshooting / Error format": the PBX API example, verbatim.
     fake.fail_next(
         422,
         {

@@ -2,10 +2,12 @@
 
 Reproduces, for ``GET|POST /v2/accounts/{ACCOUNT_ID}/clicktocall/{C2C_ID}/connect``:
 
-- the seed (kazoo-clicktocall.txt), "Execute the clicktocall with a supplied number": the
-  contact in ``?contact=``, the non-blocking 202 whose ``data`` is the originate request
-  (its field names and layout, ``outbound_call_id`` "c2c-{C2C_ID}-{RANDOM}" included), and
-  the schema's ``auth_required`` (default true), ``extension`` and ``whitelist``;
+- 2600Hz's *Click To Call* page
+  (https://docs.2600hz.com/supported/applications/crossbar/doc/clicktocall/), "Execute the
+  clicktocall with a supplied number": the contact in ``?contact=``, the non-blocking 202
+  whose ``data`` is the originate request (its field names and layout, ``outbound_call_id``
+  "c2c-{C2C_ID}-{RANDOM}" included), and the schema's ``auth_required`` (default true),
+  ``extension`` and ``whitelist``;
 - KAZOO's code (2600hz/kazoo, ``cb_clicktocall.erl``, same on 4.3 and master): the contact
   is read from the request data or the query string, percent-encoded
   (``kz_http_util:urlencode``, so "+" becomes "%2B") and normalized with the default
@@ -123,7 +125,7 @@ class FakeKazoo(FakeHttpServer):
         auth_required: bool = True,
         whitelist: list[str] | None = None,
     ) -> str:
-        """A click-to-call endpoint (seed, "Create a clicktocall endpoint"); returns its id."""
+        """A click-to-call endpoint (docs: "Create a clicktocall endpoint"); returns its id."""
         c2c_id = uuid.uuid4().hex
         self.c2c[c2c_id] = {
             "id": c2c_id,
@@ -292,7 +294,7 @@ class FakeKazoo(FakeHttpServer):
         return self._envelope(201, {"status": "success", "data": doc})
 
     def _originate(self, doc: dict[str, Any], route: str, call_id: str) -> dict[str, Any]:
-        """The seed's 202 ``data``, placeholders filled."""
+        """The documented 202 ``data``, placeholders filled."""
         realm, extension = self.realm, doc["extension"]
         return {
             "application_data": {"route": route},

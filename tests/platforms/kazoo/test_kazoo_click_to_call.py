@@ -53,7 +53,8 @@ def test_connect_rings_the_agents_endpoint_then_the_contact(
     assert request["query"] == {"contact": "0033612345678"}
     assert request["headers"]["X-Auth-Token"] == TOKEN
     assert request["status"] == 202
-    # Seed, "Non-blocking version": the originate request; the agent's extension first.
+    # 2600Hz Click To Call docs, "Non-blocking version": the originate request; the agent's
+    # extension first.
     data = placed.raw["data"]
     assert data["endpoints"][0]["route"] == "1001"
     assert data["application_data"]["route"] == "+33612345678"
@@ -129,7 +130,8 @@ def test_a_failing_kazoo_may_be_retried(fake: FakeKazoo, kazoo: KazooClickToCall
 
 
 def test_a_public_endpoint_needs_no_token(fake: FakeKazoo) -> None:
-    # Seed, schema: "auth_required" false lets the connect URL be used without a token.
+    # 2600Hz Click To Call docs, schema: "auth_required" false lets the connect URL be used
+    # without a token.
     c2c_id = fake.add_c2c("1001", auth_required=False)
     client = KazooClickToCall(base_url=fake.url, account_id=ACCOUNT)
     client.place_call(c2c_id, "+33612345678")

@@ -1,6 +1,8 @@
 """A fake Kwebbl: the Realtime API and its OAuth 2 authorization server, over real HTTP.
 
-Reproduces what the seed (kwebbl-realtime-api.txt) documents.
+Reproduces what Kwebbl's *Realtime API* document (API 1.0.0, revision 17, 21 August 2019;
+cited by title and section, its public URL is not confirmed: see
+tests/platforms/kwebbl/fixtures/SOURCES.md) documents.
 
 Realtime API (``fake.url``, base path ``/v100``):
 
@@ -16,7 +18,7 @@ Realtime API (``fake.url``, base path ``/v100``):
   mode ``presence`` only);
 - the error object ``{status_code, error_code, message}`` with 400 ``validation``,
   401 ``invalid_grant``, 403 ``access_denied``, 404 ``entity_not_exist``; the ``message``
-  texts are the seed's descriptions of each code;
+  texts are the document's descriptions of each code;
 - the agent patterns of "Receiving events": ``number`` ``\\+?\\d{3,15}``, ``extension_id``
   ``[a-f0-9]{32}``.
 
@@ -60,7 +62,7 @@ from tests.fake_server import FakeHttpServer
 
 NUMBER = re.compile(r"\+?\d{3,15}")
 EXTENSION_ID = re.compile(r"[a-f0-9]{32}")
-# Seed, "Available Scopes".
+# Realtime API doc, "Available Scopes".
 SCOPES = {
     "user.info",
     "company.dialplans",
@@ -74,7 +76,7 @@ SCOPES = {
     "calls.create.personal",
 }
 EVENT_SCOPES = {"calls.events", "calls.events.personal", "calls.events.presence"}
-# Seed, "Available events"; the default subscription gets the first four.
+# Realtime API doc, "Available events"; the default subscription gets the first four.
 EVENT_TYPES = {
     "created",
     "ringing",
@@ -91,7 +93,7 @@ BASIC_EVENTS = ["created", "ringing", "answered", "terminated"]
 
 
 def _error(status: int, error_code: str, message: str) -> Response:
-    # Seed, "Placing a new call": "The body may contain a JSON object describing the error".
+    # Doc, "Placing a new call": "The body may contain a JSON object describing the error".
     body = {"status_code": status, "error_code": error_code, "message": message}
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
@@ -105,7 +107,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _oauth_error(status: int, error: str, description: str, *, basic: bool = False) -> Response:
-    """Seed, step e: ``error`` and ``error_description``; Basic failures repeat them in a header."""
+    """Doc, step e: ``error`` and ``error_description``; Basic failures repeat them in a header."""
     response = _json({"error": error, "error_description": description}, status)
     if basic:
         response.headers["WWW-Authenticate"] = (
@@ -141,7 +143,7 @@ class FakeKwebbl(FakeHttpServer):
         self.client_secret = client_secret or secrets.token_urlsafe(18)
         self.registered_redirect_uri = redirect_uri  # None: any redirect_uri is accepted
         # What tests script.
-        self.expires_in = 900  # the seed's example
+        self.expires_in = 900  # the document's example
         self.token_delay = 0.0  # seconds /token takes, so concurrent refreshes overlap
         self.consenting_user: str | None = None  # the extension of the user who consents
         self.subscription_created_status = 201  # seed: "200 OK, 201 Created or 202 Accepted"
@@ -195,13 +197,13 @@ class FakeKwebbl(FakeHttpServer):
 
     def refresh_elsewhere(self) -> dict[str, str]:
         """Someone else spends the newest refresh token (another install with a copy of it):
-        the pair callhook holds stops working, as the seed says a refresh does."""
+        the pair callhook holds stops working, as the document says a refresh does."""
         with self._state:
             grant_id = self.issued[-1]["grant"]
             return self._issue_pair(grant_id)
 
     def regenerate_client_secret(self) -> str:
-        """Seed, step e: a new secret "will make all previously acquired access and refresh
+        """Doc, step e: a new secret "will make all previously acquired access and refresh
         tokens invalid"."""
         with self._state:
             self.client_secret = secrets.token_urlsafe(18)
@@ -273,7 +275,7 @@ class FakeKwebbl(FakeHttpServer):
             if unknown:
                 problem = f"unknown scope {unknown[0]}"
         if problem:
-            # Seed: "the Authorization Server will inform Resource Owner (user) about the
+            # Doc: "the Authorization Server will inform Resource Owner (user) about the
             # error but will not redirect back to client callback".
             return Response(
                 f"<p>Invalid authorization request: {problem}</p>", status=400, mimetype="text/html"
@@ -332,7 +334,7 @@ class FakeKwebbl(FakeHttpServer):
             time.sleep(self.token_delay)
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            # Seed, step d: "parameters as JSON in the request body".
+            # Doc, step d: "parameters as JSON in the request body".
             return _oauth_error(400, "invalid_request", "The request body must be JSON")
         refused = self._client_problem(request, body)
         if refused is not None:
@@ -373,7 +375,7 @@ class FakeKwebbl(FakeHttpServer):
         )
 
     def _issue_pair(self, grant_id: str) -> dict[str, str]:
-        """A new pair for the grant; the previous one stops working (seed, "Restoring")."""
+        """A new pair for the grant; the previous one stops working (doc, "Restoring")."""
         grant = self._grants[grant_id]
         self.tokens.pop(grant["access"], None)
         self._refresh_tokens.pop(grant["refresh"], None)
@@ -425,10 +427,10 @@ class FakeKwebbl(FakeHttpServer):
         if personal and self._extension(source) != grant["owner"]:
             return _error(403, "access_denied", "No permission to access the required scopes")
         if self._extension(source) is None and self._extension(target) is None:
-            # Seed, "Limitations": an anti-fraud measure.
+            # Doc, "Limitations": an anti-fraud measure.
             return _invalid("Creating calls between 2 external numbers is not allowed")
         self.calls.append({"from": source, "to": target})
-        return Response("", status=202)  # Seed: "202 Accepted", no body.
+        return Response("", status=202)  # Doc: "202 Accepted", no body.
 
     def _agent_problem(self, name: str, agent: Any) -> str | None:
         if not isinstance(agent, dict) or not (agent.get("number") or agent.get("extension_id")):
@@ -478,7 +480,7 @@ class FakeKwebbl(FakeHttpServer):
             subscription["mode"] != "presence"
             or not set(subscription["event_types"]) <= set(BASIC_EVENTS)
         ):
-            # Seed: presence "Only allows events created, ringing, answered, terminated and
+            # Doc: presence "Only allows events created, ringing, answered, terminated and
             # mode presence".
             return _error(403, "access_denied", "No permission to access the required scopes")
         with self._state:
@@ -508,7 +510,7 @@ class FakeKwebbl(FakeHttpServer):
                 return "agents is invalid", {}
             field = agent.get("field", "*")
             number, extension_id = agent.get("number"), agent.get("extension_id")
-            # Seed, "Notes about agents[] fields".
+            # Doc, "Notes about agents[] fields".
             if not number and not extension_id:
                 field = "*"
             if number and extension_id:

@@ -2,7 +2,7 @@
 
 Kwebbl warns that "the order of events could change from call to call", so each call's
 events are posted shuffled, some twice, and HubSpot must still get exactly one call.
-Payloads follow the document's event structure (seed "Receiving events from
+Payloads follow the document's event structure (Realtime API, "Receiving events from
 subscriptions"): an inbound call is the caller's leg plus the leg Kwebbl rings the agent
 on, joined by `bridged`, as in the document's "Bridged" example.
 

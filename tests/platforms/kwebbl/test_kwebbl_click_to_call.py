@@ -38,7 +38,7 @@ def fake() -> Iterator[FakeKwebbl]:
 
 @pytest.fixture
 def agent_id(fake: FakeKwebbl) -> str:
-    return fake.add_extension("010")  # Seed, "Placing a new call": from.number "010".
+    return fake.add_extension("010")  # Realtime API doc, "Placing a new call": from.number "010".
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_the_call_is_placed_from_the_agents_extension(
     (request,) = fake.requests()
     assert (request["method"], request["path"], request["status"]) == ("POST", "/v100/calls", 202)
     assert request["headers"]["Authorization"] == f"Bearer {tokens.current}"
-    # Seed's example body, with the agent named by extension_id; "to" keeps its "+".
+    # The document's example body, with the agent named by extension_id; "to" keeps its "+".
     assert request["json"] == {"from": {"extension_id": agent_id}, "to": {"number": "+31203080700"}}
     # 202 with no body: Kwebbl returns no call id.
     assert (placed.platform, placed.call_id, placed.raw) == ("kwebbl", None, {})
@@ -109,7 +109,7 @@ def test_an_expired_token_is_refreshed_once_and_the_call_sent_again(
 def test_a_refused_refresh_asks_for_kwebbl_to_be_reconnected(
     fake: FakeKwebbl, kwebbl: KwebblClickToCall, tokens: Tokens, agent_id: str
 ) -> None:
-    # Seed, "Placing a new call": the error object ("message" is optional).
+    # Realtime API doc, "Placing a new call": the error object ("message" is optional).
     fake.fail_next(401, {"status_code": 401, "error_code": "invalid_grant"})
     fake.fail_next(401, {"status_code": 401, "error_code": "invalid_grant"})
 
@@ -152,7 +152,7 @@ def test_a_malformed_agent_or_number_sends_nothing(
 def test_a_token_kwebbl_echoes_back_is_hidden(
     fake: FakeKwebbl, kwebbl: KwebblClickToCall, tokens: Tokens, agent_id: str
 ) -> None:
-    # The seed's error object, with a message that (wrongly) quotes the token.
+    # The document's error object, with a message that (wrongly) quotes the token.
     fake.fail_next(
         400, {"status_code": 400, "error_code": "validation", "message": f"bad {tokens.current}"}
     )

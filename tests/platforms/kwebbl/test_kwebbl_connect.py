@@ -3,8 +3,9 @@
 Everything runs for real: the Flask app (with the connect blueprint registered), the
 ``callhook kwebbl`` commands through click's runner, the database (SQLite, and PostgreSQL
 with ``TEST_DATABASE_URL``), Redis, and ``FakeKwebbl`` (tests/platforms/kwebbl/fake_api.py)
-over HTTP, whose authorization server rotates token pairs as the seed says: a refresh
-invalidates the previous pair, so a second refresh with the same refresh token is refused.
+over HTTP, whose authorization server rotates token pairs as the Realtime API document
+says: a refresh invalidates the previous pair, so a second refresh with the same refresh
+token is refused.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def kw(setup: dict[str, Any], redis_server: RedisServer) -> Iterator[Kw]:
             "DEFAULT_REGION": "FR",
             # Kwebbl is Dutch: its click-to-call tests dial a Dutch number.
             "DIAL_ALLOWED_COUNTRIES": "FR,NL",
+            # Its tests dial often for one agent; the rate limit has tests of its own.
+            "DIAL_MAX_PER_MINUTE": "1000",
+            "DIAL_MAX_PER_HOUR": "10000",
             "SECRET_KEY": SECRET_KEY,
             "PUBLIC_BASE_URL": PUBLIC,
             "KWEBBL_CLIENT_ID": fake.client_id,
@@ -170,7 +174,7 @@ def test_the_admin_link_connects_kwebbl_and_the_tokens_are_stored_encrypted(
     caplog.set_level(logging.INFO)
     started = kw.client.get(local(start_link(kw)))
 
-    # Off to Kwebbl's /authorize with what the seed lists ("Redirect the user").
+    # Off to Kwebbl's /authorize with what the document lists ("Redirect the user").
     assert started.status_code == 302
     location = urlsplit(started.headers["Location"])
     assert (
@@ -235,7 +239,7 @@ def test_the_admin_link_connects_kwebbl_and_the_tokens_are_stored_encrypted(
 
 
 def test_the_fake_token_endpoint_keeps_the_seeds_rules(kw: Kw) -> None:
-    """The fake refuses what the seed refuses, so the tests above prove something."""
+    """The fake refuses what the document refuses, so the tests above prove something."""
     connect(kw)
     pair = kw.fake.current
     token_url = f"{kw.fake.auth_url}/token"

@@ -1,6 +1,7 @@
 """A fake UIS Call API (JSON-RPC 2.0), over real HTTP, for ``start.employee_call``.
 
-Reproduces, from the seed (jsonrpc-call-api.txt):
+Reproduces, from the UIS Call API documentation (in English, CallGear's copy:
+https://callgear.github.io/call_api/):
 
 - "Fields common for all methods": ``jsonrpc`` "2.0", ``id``, ``method``, ``params``;
   batches and notifications are refused (-32099);
@@ -13,14 +14,16 @@ Reproduces, from the seed (jsonrpc-call-api.txt):
 - "Limits and restrictions" and "Meta parameters": ``metadata.limits`` on every answer
   except parse/request/method/auth/IP errors; points charged only for a success.
 
-From the vendor's full Call API document (the seed lost it), "Вызов на сотрудника": the
+From the Russian original
+(https://www.uiscom.ru/academiya/spravochnyj-centr/dokumentatsiya-api/call_api/), method page
+"Вызов на сотрудника" (.../call_api/create_call/start_employee_call): the
 method's parameters (``first_call``, ``virtual_phone_number``, ``contact`` as E.164
 digits, ``employee: {id, phone_number}``, ...), its result ``{"data": {"call_session_id":
 ...}}`` (first id is the doc's example, 237859081) and its errors (employee_not_found,
 no_active_phone_number, virtual_phone_number_not_found, own_virtual_phone_number_not_allowed,
 contact_in_blacklist).
 
-Where an error's metadata goes is not in the seed: like UIS's Data API (same platform; see
+Where an error's metadata goes is not documented: like UIS's Data API (same platform; see
 the client of github.com/zfullio/comagic-service, ``pkg/comagic/client.go``), it is
 ``error.data.metadata``. What UIS does with a "+" in ``contact`` is not documented either:
 the fake refuses anything but digits, so a client sending another form is caught.

@@ -116,7 +116,7 @@ def test_the_limit_is_retried_only_once(
     assert len(fake.requests()) == 2
 
 
-# Mnemonics: seed, "List of errors common for all methods"; the method's own list in
+# Mnemonics: Call API docs, "List of errors common for all methods"; the method's own list in
 # "Вызов на сотрудника" (employee_not_found, no_active_phone_number, contact_in_blacklist).
 @pytest.mark.parametrize(
     ("arrange", "agent", "mnemonic", "reads"),
@@ -171,7 +171,7 @@ def test_calling_an_own_virtual_number_is_explained(uis: UisClickToCall) -> None
 def test_a_parameter_error_names_the_field_but_never_echoes_the_value(
     fake: FakeUis, uis: UisClickToCall
 ) -> None:
-    # Seed, "Error messages": `value` "contains information transmitted by a client".
+    # Call API docs, "Error messages": `value` "contains information transmitted by a client".
     fake.fail_next(
         RpcError(
             -32602,

@@ -193,7 +193,7 @@ def test_missed_inbound_call_is_logged_once_as_not_answered(client, hubspot) -> 
     assert call["associations"]["contacts"] == [contact_id]
 
 
-# Every (call type, completion code) the seed lists, and codes it doesn't: the outcome each
+# Every (call type, completion code) the Kit docs list, and codes they don't: the outcome each
 # becomes (tests/platforms/voximplant/test_voximplant_mapping.py pins it), as HubSpot gets it.
 CODE_CASES = [
     *[(True, code) for code in INBOUND],

@@ -2,7 +2,7 @@
 
 Kit publishes no verbatim callback body: the fixtures are built from the documented field
 names (fixtures/SOURCES.md). The completion-code tests pin callhook's reading of every code
-the seed lists for each call type.
+Kit's API documentation (https://kit-apidoc.voximplant.com/) lists for each call type.
 """
 
 from __future__ import annotations
@@ -242,9 +242,9 @@ def test_an_ignored_callback_batched_with_a_call_event_keeps_the_call(voximplant
     assert event["call_id"] == "1126400"
 
 
-# -- completion codes → outcome, per call type (seed: "Completion codes by call type") -----
+# -- completion codes → outcome, per call type (Kit docs: "Completion codes by call type") --
 
-# callhook's reading of each code the seed lists for inbound calls ...
+# callhook's reading of each code the Kit docs list for inbound calls ...
 INBOUND = {
     "Call_Answered": "answered",
     "Abandoned": "no_answer",
@@ -298,7 +298,7 @@ def test_completion_code_outcome(voximplant, is_incoming: bool, code: str, outco
 @pytest.mark.parametrize(
     ("is_incoming", "code"),
     [
-        (True, "Call_Busy"),  # a code the seed does not list for inbound calls
+        (True, "Call_Busy"),  # a code the Kit docs do not list for inbound calls
         (False, "Missed_By_Scenario"),  # an inbound-only code on an outbound call
         (True, "Quantum_Entangled"),  # a code Kit may add one day
         (False, "call_answered_v2"),
@@ -326,7 +326,8 @@ def test_single_object_events_read_the_same_code_table(voximplant) -> None:  # t
 
 
 def test_every_code_of_every_call_type_in_the_seed_is_covered() -> None:
-    # The seed's table, copied verbatim into the fixtures (the seeds are not in a checkout).
+    # The table of Kit's API documentation (https://kit-apidoc.voximplant.com/), copied
+    # verbatim into the fixtures so the test runs offline.
     text = load_fixture("voximplant", "completion_codes.md").decode()
     text = text.split("## Completion codes by call type", 1)[1]
     sections = re.split(r"^\*\*(.+?):\*\*$", text, flags=re.MULTILINE)[1:]
@@ -341,7 +342,7 @@ def test_every_code_of_every_call_type_in_the_seed_is_covered() -> None:
 
 
 def test_new_calls_as_a_bare_list_is_read_the_same(voximplant) -> None:  # type: ignore[no-untyped-def]
-    # The research notes guessed this shape; public consumer code reads {"calls": [...]}.
+    # This shape was guessed first; public consumer code reads {"calls": [...]}.
     payload = body("new_calls__inbound_answered.json")
     item = payload["callbacks"][0]
     expected = events_of(voximplant, payload)
