@@ -557,7 +557,7 @@ def kwebbl(ctx: Context, scenario: str) -> PlannedCall:
         initiator: dict[str, str],
         second: float,
     ) -> dict[str, Any]:
-        """ "Transferred": from/to move into `before` and `after`; no direction (seed example)."""
+        """ "Transferred": from/to move into `before` and `after`; no direction (as documented)."""
         return {
             "id": f"{ctx.tag}-{next(seq):02d}",
             "event_type": "transferred",

@@ -62,7 +62,7 @@ def barrier(client, hubspot, tag: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_seed_cdr_logs_exactly_one_call_on_the_contact(client, hubspot) -> None:  # type: ignore[no-untyped-def]
     contact_id = hubspot.add_contact(firstname="Ada", lastname="Lovelace", phone="06 12 34 56 78")
-    seed = json.loads(load_fixture("kavkom", "cdr__outbound.json"))  # verbatim from the seed
+    seed = json.loads(load_fixture("kavkom", "cdr__outbound.json"))  # verbatim from Kavkom's docs
     post(client, seed)
     (call,) = wait_until(lambda: calls_for(hubspot, "+33612345678"), timeout=30)
     props = call["properties"]

@@ -1,6 +1,6 @@
 """Click-to-call from the agent's page: /agent/call rings the agent, then the number.
 
-Each platform's API is a fake server speaking as the seed documents say
+Each platform's API is a fake server speaking as the platforms' documentation says
 (tests/platforms/<platform>/fake_api.py); the receiver reaches it with the real
 client, configured only through the environment, the way a deployment is.
 """

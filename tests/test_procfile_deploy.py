@@ -1,7 +1,7 @@
 """A deployment started from the Procfile with only environment variables, as Heroku does.
 
 `release` migrates an empty database, then `web` (gunicorn) and `worker` (celery)
-run as separate processes; the seed's CDR posted over HTTP ends up in HubSpot once.
+run as separate processes; Kavkom's documented CDR posted over HTTP ends up in HubSpot once.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ log = logging.getLogger("callhook.kwebbl")
 
 STATE_COOKIE = "callhook_kwebbl_state"
 
-# Seed, "Access not granted": the error codes Kwebbl may send back, in plain words.
+# Kwebbl Realtime API, "Access not granted": the error codes Kwebbl may send back, in plain words.
 AUTHORIZE_ERRORS = {
     "access_denied": "The Kwebbl user did not grant callhook access.",
     "invalid_grant": "Kwebbl did not accept the login credentials.",

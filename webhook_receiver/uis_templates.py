@@ -82,8 +82,8 @@ _COMMON = (
     "contact_phone_number",
     "call_session_id",
 )
-# The variables each event is documented to provide: the Planfix templates (research notes
-# §3, "Per-event variable sets"), as docs/platforms/uis.md gives them.
+# The variables each event is documented to provide: the Planfix templates (integrators'
+# published notes, "Per-event variable sets"), as docs/platforms/uis.md gives them.
 EVENT_VARIABLES: dict[str, frozenset[str]] = {
     event: frozenset(_COMMON + extra)
     for event, extra in {

@@ -1,6 +1,7 @@
 """Kavkom's ``/calls`` WebSocket: call messages in, through the same intake as webhooks.
 
-Seed (shared/seeds/kavkom-api.txt):
+Source: Kavkom API documentation, https://help.kavkom.com/en/api-integration/kavkom-api/
+(sections on the live API: tokens and the /calls WebSocket):
 
 - "Access tokens for the WebSocket": ``POST <live>/api/auth/acquire-access`` with
   ``Authorization: Bearer <refresh-token>`` and ``{"extensions": [...], "scope": "calls",
@@ -11,7 +12,7 @@ Seed (shared/seeds/kavkom-api.txt):
   ``ping`` ("the client must return a pong with the same structure", i.e.
   ``{"event": "pong", "data": <the ping's data>}``) and ``error`` (``data.message``).
 
-What the seed leaves open, and what this module does about it:
+What the documentation leaves open, and what this module does about it:
 
 - Whether an open connection survives its token's expiry is not said. The listener never
   finds out: it gets a new token ahead of ``expiresAt`` and moves every connection to it,
@@ -98,8 +99,8 @@ wire_log.addFilter(_redactor)
 def live_endpoints(live_url: str) -> tuple[str, str]:
     """(the auth API's base URL, the ``/calls`` WebSocket URL) from ``KAVKOM_LIVE_URL``.
 
-    The seed serves both from one host: ``https://live.kavkom.com/api/auth/...`` and
-    ``wss://live.kavkom.com/calls``. Either scheme may be configured.
+    Kavkom's documentation serves both from one host: ``https://live.kavkom.com/api/auth/...``
+    and ``wss://live.kavkom.com/calls``. Either scheme may be configured.
     """
     parts = urlsplit(live_url.strip())
     scheme = {"https": "https", "wss": "https", "http": "http", "ws": "http"}.get(
@@ -160,7 +161,7 @@ class AccessToken:
 
 
 def parse_expiry(value: Any) -> float | None:
-    """``expiresAt`` as Unix seconds. The seed says "<ISO-date>"; epochs are read too."""
+    """``expiresAt`` as Unix seconds. Kavkom's docs say "<ISO-date>"; epochs are read too."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -198,7 +199,7 @@ def _clock_skew(date_header: str | None) -> float:
 
 
 def _extension_values(extensions: Iterable[str]) -> list[int | str]:
-    # The seed's example sends extensions as numbers ([1001]); keep text for anything else.
+    # the documentation's example sends extensions as numbers ([1001]); keep text for anything else.
     return [int(e) if e.isdigit() else e for e in extensions]
 
 
@@ -739,7 +740,7 @@ class KavkomListener:
                     continue
                 event = payload.get("event")
                 if event == "ping":
-                    # "The client must return a pong with the same structure" (seed).
+                    # "The client must return a pong with the same structure" (Kavkom's docs).
                     await ws.send(json.dumps({"event": "pong", "data": payload.get("data")}))
                     continue
                 if event == "pong":

@@ -1,6 +1,8 @@
 """Kavkom click-to-call: the PBX rings the agent's extension, then bridges it to the customer.
 
-Seed: kavkom-api.txt, "Start a call, or click-to-call" (request and response),
+Source: Kavkom API documentation
+(https://help.kavkom.com/en/api-integration/kavkom-api/), "Start a call, or click-to-call"
+(request and response),
 "Authentication" (``X-API-TOKEN``, ``domain_uuid`` in the JSON body of a POST) and
 "Error codes & troubleshooting" (the PBX error envelope, 422 "src invalid", 422 "-ERR ...").
 """
@@ -85,13 +87,13 @@ class KavkomClickToCall:
         body: dict[str, Any] = {
             "domain_uuid": self.domain_uuid,
             "src": extension,
-            # Digits without "+": the form of the seed's own example ("33612345678") and of
+            # Digits without "+": the form of the documentation's own example ("33612345678") and of
             # every number Kavkom sends (WebSocket and webhook `number`). A "+" is not
             # something its dialplan is documented to route.
             "destination": e164[1:],
         }
         if self.auto_answer:
-            body["auto_answer"] = "true"  # a string in the seed, not a JSON boolean
+            body["auto_answer"] = "true"  # a string in the documentation, not a JSON boolean
         response = self.http.request(
             "POST",
             self.url,
@@ -114,7 +116,7 @@ class KavkomClickToCall:
         status = response.status_code
         said = redact(payload.get("message"), [self.api_token])
         if status in (401, 403):
-            # "Rejected token" in the seed: not authorized for the route, or not linked
+            # "Rejected token" in the docs: not authorized for the route, or not linked
             # to this domain_uuid. Nothing the agent can fix.
             return ClickToCallError(
                 "Kavkom refused callhook's API token for click-to-call on this domain; an "

@@ -1,7 +1,8 @@
 """KAZOO (2600Hz) click-to-call: each agent has a click-to-call endpoint whose ``extension``
 is their phone; ``connect`` rings it, then the contact.
 
-Seed: kazoo-clicktocall.txt, "Execute the clicktocall with a supplied number" (``connect``
+Source: https://docs.2600hz.com/supported/applications/crossbar/doc/clicktocall/,
+"Execute the clicktocall with a supplied number" (``connect``
 with ``?contact=``, 202 "non-blocking" answer carrying the originate request) and the
 schema (``extension`` is fixed per endpoint, hence one C2C id per agent). Envelope and
 errors: KAZOO's crossbar (``api_util:create_resp_envelope``, ``cb_context`` system and
@@ -81,7 +82,7 @@ class KazooClickToCall:
             url,
             params={"contact": contact},
             # Crossbar's request envelope; the contact itself goes in the query, as the
-            # seed shows (crossbar's req_value reads either).
+            # documentation shows (crossbar's req_value reads either).
             json={"data": {}},
             headers=self._headers(),
         )

@@ -1,6 +1,7 @@
 """Kwebbl Realtime API click-to-call: ``POST /calls`` from the agent to the customer.
 
-Seed: kwebbl-realtime-api.txt, "Perform Realtime Call Actions / Placing a new call" (body,
+Source: Kwebbl Realtime API (PDF, rev. 17), "Perform Realtime Call Actions / Placing a
+new call" (body,
 202 Accepted with no body, error object ``{status_code, error_code, message}``, errors
 400 validation / 401 invalid_grant / 403 access_denied) and "Basics" (host
 ``realtime.api.kwebbl.net``, base URL ``/v100/``, a custom host for white-label clients).
@@ -31,7 +32,7 @@ from worker.platforms.base import (
 
 NAME = "Kwebbl"
 DEFAULT_BASE_URL = "https://realtime.api.kwebbl.net/v100"
-# The agent-object patterns of the seed's "Receiving events" tables.
+# The agent-object patterns of the documentation's "Receiving events" tables.
 EXTENSION_ID = re.compile(r"[a-f0-9]{32}")
 NUMBER = re.compile(r"\+?\d{3,15}")
 
@@ -64,7 +65,7 @@ class KwebblClickToCall:
 
     def place_call(self, agent: str, destination_e164: str) -> PlacedCall:
         e164 = parse_destination(destination_e164, NAME)
-        # E.164 with "+", as in the seed's own POST /calls example ("+31203080700").
+        # E.164 with "+", as in the documentation's own POST /calls example ("+31203080700").
         body = {"from": self._from(agent), "to": {"number": e164}}
         tokens = [self.token_provider()]
         response = self._post(body, tokens[-1])
@@ -102,7 +103,7 @@ class KwebblClickToCall:
 
     def _error(self, response: requests.Response, tokens: list[str]) -> ClickToCallError:
         status = response.status_code
-        payload = json_object(response)  # "may contain" the error object, says the seed
+        payload = json_object(response)  # "may contain" the error object, says Kwebbl
         code = payload.get("error_code") if isinstance(payload.get("error_code"), str) else None
         said = redact(payload.get("message"), tokens)
         if status == 401:
@@ -129,7 +130,7 @@ class KwebblClickToCall:
                 status=status,
                 code=code or "validation",
             )
-        # The seed's "503 - Access Denied" is read as a typo for 403: a 503 stays transient.
+        # The documented "503 - Access Denied" is read as a typo for 403: a 503 stays transient.
         return http_error(
             NAME,
             response,

@@ -1,6 +1,6 @@
 """Kwebbl's OAuth 2: connecting the company account, storing its tokens, refreshing them.
 
-Seed: kwebbl-realtime-api.txt, "Authorization Code Grant Flow" (``GET /authorize``, the
+Source: Kwebbl Realtime API (PDF, rev. 17), "Authorization Code Grant Flow" (``GET /authorize``, the
 redirect back with ``code`` and ``state``, ``POST /token`` with a JSON body and HTTP Basic
 client credentials, not both Basic and body credentials) and "Restoring / Renewing an
 Access Token" (``grant_type=refresh_token``; "any previously acquired access or refresh
@@ -61,7 +61,7 @@ STATE_MAX_AGE_S = 10 * 60
 # A token this close to its end is refreshed before use, so a request never leaves with
 # a token that expires on the way.
 REFRESH_MARGIN = timedelta(seconds=60)
-# The seed's example answers 900 s (its text says "usually ... 14 days"): when Kwebbl
+# the documentation's example answers 900 s (its text says "usually ... 14 days"): when Kwebbl
 # omits expires_in, the short one is assumed; refreshing early costs one request.
 DEFAULT_EXPIRES_IN_S = 900
 TOKEN_TIMEOUTS = (5.0, 15.0)  # (connect, read) seconds for POST /token
@@ -71,7 +71,7 @@ LOCK_NAME = "callhook:kwebbl:token-refresh"
 LOCK_TIMEOUT_S = 60
 LOCK_WAIT_S = sum(TOKEN_TIMEOUTS) + 2
 
-# The seed's own error example is not JSON ("'error': 'invalid_grant', ..."), so the code
+# the documentation's own error example is not JSON ("'error': 'invalid_grant', ..."), so the code
 # is also looked for in the text and in the WWW-Authenticate header.
 _OAUTH_ERROR = re.compile(
     r"\b(invalid_request|invalid_client|invalid_grant|unauthorized_client|"

@@ -1,6 +1,6 @@
 """Kwebbl subscriptions: the registration that makes Kwebbl POST call events to callhook.
 
-Seed: kwebbl-realtime-api.txt, "Subscribing to Realtime Events": ``GET /subscriptions``
+Source: Kwebbl Realtime API (PDF, rev. 17), "Subscribing to Realtime Events": ``GET /subscriptions``
 (a JSON array), ``POST /subscriptions`` ("200 OK, 201 Created or 202 Accepted. The body
 contains the just created subscription"), ``DELETE /subscriptions/{id}`` (``{"ok": true}``);
 "It is not possible to modify a specific subscription": cancel it and create a new one.
@@ -31,7 +31,7 @@ from worker.settings import Settings, get_settings
 TIMEOUTS = (5.0, 15.0)
 SECRET_ENV = "KWEBBL_WEBHOOK_SECRET"
 WEBHOOK_PATH = "/webhooks/kwebbl"
-# The seed's pattern is [a-f0-9]{32}; anything that could leave the path is refused.
+# the documentation's pattern is [a-f0-9]{32}; anything that could leave the path is refused.
 _SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -137,7 +137,7 @@ class KwebblSubscriptions:
 
     def create(self, callback: str) -> Subscription:
         self._hidden.append(callback)
-        # Seed's own example for "all events for all users": detailed, every event type;
+        # The documentation's example for "all events for all users": detailed, every event type;
         # `agents` left out, its default being every extension.
         body = {"event_types": ["*"], "mode": "detailed", "callback_url": callback}
         response = self._send("POST", self.url, "create the subscription", json=body)

@@ -1,9 +1,12 @@
 """UIS Call API click-to-call: JSON-RPC 2.0 ``start.employee_call``, the employee first.
 
-Seed: jsonrpc-call-api.txt, "Fields common for all methods", "Error messages" (error
+Source: UIS Call API
+(https://www.uiscom.ru/academiya/spravochnyj-centr/dokumentatsiya-api/call_api/,
+English: https://callgear.github.io/call_api/), "Fields common for all methods", "Error
+messages" (error
 object with ``data.mnemonic``), "Groups of error codes", "List of errors common for all
 methods", "Limits and restrictions" and "Meta parameters" (``limits.*_reset`` in seconds).
-The seed lost its URLs and the method's parameters; they come from the vendor's full Call
+A partial copy lacked its URLs and the method's parameters; they come from the vendor's full Call
 API document (the Russian original, "Вызов на сотрудника"): base URL
 ``https://callapi.uiscom.ru/v4.0``; params ``access_token``, ``first_call``,
 ``virtual_phone_number`` (required, E.164 digits, shown to the customer), ``contact`` (E.164
@@ -261,7 +264,8 @@ def _params(error: dict[str, Any]) -> dict[str, Any]:
 def _limit_reset(error: dict[str, Any], envelope: dict[str, Any]) -> float | None:
     """Seconds until the exhausted limit resets, from the reply's metadata.
 
-    The seed says meta parameters come with errors too, without saying where. UIS's Data
+    UIS's Call API documentation says meta parameters come with errors too, without saying
+    where. UIS's Data
     API (same platform) puts them in ``error.data.metadata``; the top level is accepted too.
     """
     data = error.get("data") if isinstance(error.get("data"), dict) else {}
