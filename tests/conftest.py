@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,15 @@ WEBHOOK_SECRETS = {name: f"{name}-secret-for-tests" for name in PLATFORMS}
 KAVKOM_SECRET = WEBHOOK_SECRETS["kavkom"]
 # 32+ bytes, as a server database requires (worker/settings.py).
 TEST_SECRET_KEY = "tests-only-signing-key-0123456789abcdef"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps its caches beside pytest's, not in a `.hypothesis/` of the checkout."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    cache = getattr(config, "cache", None)
+    home = cache.mkdir("hypothesis") if cache is not None else Path(tempfile.mkdtemp())
+    set_hypothesis_home_dir(home)
 
 
 def free_port() -> int:

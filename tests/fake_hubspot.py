@@ -221,14 +221,16 @@ class FakeHubSpot(FakeHttpServer):
             }  # fmt: skip
             return company_id
 
-    def add_deal(self, name: str, contact_id: str, *, closed: bool = False) -> str:
+    def add_deal(
+        self, name: str, contact_id: str, *, closed: bool = False, amount: str | None = None
+    ) -> str:
         """A deal associated with a contact; `closed` deals are not "open deals"."""
         with self._lock:
             deal_id = str(next(self._ids))
             now = time.time()
             self.objects["deals"][deal_id] = {
                 "id": deal_id,
-                "properties": {"dealname": name, "hs_object_id": deal_id,
+                "properties": {"dealname": name, "hs_object_id": deal_id, "amount": amount,
                                "hs_is_closed": "true" if closed else "false",
                                "hs_lastmodifieddate": _iso(now)},
                 "created": now, "associations": {"contacts": [contact_id]},

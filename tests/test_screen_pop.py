@@ -8,13 +8,21 @@ pick-up withdraws it; nobody else ever sees it.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import KAVKOM_SECRET, Environment, EventStream, LiveServer, load_fixture
+from tests.conftest import (
+    KAVKOM_SECRET,
+    ROOT,
+    Environment,
+    EventStream,
+    LiveServer,
+    load_fixture,
+)
 from worker.agent_links import create_link, revoke
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
@@ -39,7 +47,7 @@ def agent_stream(server: LiveServer, email: str, **headers: str) -> EventStream:
 
 
 def live(call_id: str, state: str, extension: str, number: str) -> dict[str, Any]:
-    """Kavkom's live-call webhook (fixture from the seed's call payload), for one agent leg."""
+    """Kavkom's live-call webhook (the call payload of Kavkom's API docs), one agent leg."""
     payload = json.loads(load_fixture("kavkom", "live__ringing_inbound_with_variables.json"))
     payload.update(callUuid=call_id, state=state, number=number,
                    presenceId=f"{extension}@client.kavkom.com")  # fmt: skip
@@ -93,6 +101,54 @@ def test_ringing_call_pops_the_contact_for_that_agent_only(live_server, hubspot,
     post(live_server, live("pop-1", "finished", "1001", "33612345640"))
     assert card(pages["alice"])["state"] == "ended"
     assert pages["bob"].nothing_within(1.5)
+    assert "deal" not in ringing  # open deals are not asked for (associations.open_deal)
+
+
+def test_the_card_shows_the_open_deal_when_the_crm_file_asks_for_it(  # type: ignore[no-untyped-def]
+    live_server, hubspot, pages, tmp_path
+) -> None:
+    """Open deals cost a search: asked only with `associations.open_deal`, after the card
+    is shown (the phone rings now), once for a ring group's cards."""
+    from worker import pops
+    from worker.db import session_scope
+    from worker.models import Call, utcnow
+
+    contact = hubspot.add_contact(firstname="Ada", lastname="Lovelace", phone="06 12 34 56 45")
+    hubspot.add_deal("Old deal", contact, closed=True)
+    deal = hubspot.add_deal("Renewal 2027", contact, amount="12000")
+    folder = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", folder)
+    crm_file = folder / "hubspot.yaml"
+    crm_file.write_text(crm_file.read_text().replace("open_deal: false", "open_deal: true"))
+    with session_scope() as session:
+        call = Call(platform="kavkom", platform_call_id="pop-deal", direction="inbound",
+                    external_number="+33612345645", agent="1001", started_at=utcnow())  # fmt: skip
+        session.add(call)
+        session.flush()
+        call_id = call.id
+    env = Environment()
+    env.set({"MAPPINGS_DIR": str(folder)})
+    try:  # the screen_pop task's work, in this process so that it reads the copy
+        pops.ring(call_id, "alice@example.com")
+        pops.ring(call_id, "bob@example.com")
+    finally:
+        env.restore()
+    first, second = card(pages["alice"]), card(pages["alice"])
+    assert first["contact"]["name"] == "Ada Lovelace" and "deal" not in first
+    assert second["deal"] == {
+        "id": deal, "name": "Renewal 2027", "amount": "12000",
+        "url": f"https://app-eu1.hubspot.com/contacts/26123456/record/0-3/{deal}",
+    }  # fmt: skip
+    assert card(pages["bob"])["contact"]["id"] == contact
+    assert card(pages["bob"])["deal"]["id"] == deal
+    searches = [r for r in hubspot.requests() if r["path"] == "/crm/v3/objects/deals/search"]
+    assert len(searches) == 1  # one search for the ring group
+    with session_scope() as session:  # over: the next tests' pages must not replay it
+        ended = session.get(Call, call_id)
+        assert ended is not None
+        ended.ended, ended.stage = True, "ended"
+    pops.update({call_id})
+    assert card(pages["alice"])["state"] == "ended"
 
 
 def test_ring_group_answered_by_one_withdraws_the_others(live_server, hubspot, pages) -> None:  # type: ignore[no-untyped-def]
@@ -103,6 +159,11 @@ def test_ring_group_answered_by_one_withdraws_the_others(live_server, hubspot, p
     post(live_server, live("pop-2", "active", "1002", "33612345641"))
     assert card(pages["bob"])["state"] == "answered"
     assert card(pages["alice"])["state"] == "withdrawn"
+    # The end is Bob's: his card ends (and offers him the wrap-up); Alice's stays withdrawn.
+    post(live_server, live("pop-2", "finished", "1002", "33612345641"))
+    ended = card(pages["bob"])
+    assert (ended["state"], ended["answered"]) == ("ended", True)
+    assert pages["alice"].nothing_within(1.5)
 
 
 def test_unknown_caller_gets_a_create_contact_action_and_one_placeholder(  # type: ignore[no-untyped-def]
@@ -124,6 +185,12 @@ def test_unknown_caller_gets_a_create_contact_action_and_one_placeholder(  # typ
     assert created[0]["properties"]["lastname"] == "+33 6 12 34 56 42"
     bad = requests.post(url, json={"number": "12"}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "not a phone number" in bad.json()["reason"]
+    # A lone surrogate (JSON can carry one) is no text: refused, never a 500.
+    for path, field in (("/agent/contact", "number"), ("/agent/call", "to")):
+        broken = requests.post(f"{live_server.url}{path}", data=f'{{"{field}": "\\ud800"}}',
+                               headers={**headers, "Content-Type": "application/json"},
+                               timeout=10)  # fmt: skip
+        assert broken.status_code == 400 and "not valid text" in broken.json()["reason"]
 
 
 def test_reconnecting_page_replays_what_is_still_ringing(live_server, hubspot) -> None:  # type: ignore[no-untyped-def]

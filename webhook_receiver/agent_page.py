@@ -28,6 +28,15 @@ take them all, one agent holds at most AGENT_STREAMS_PER_AGENT of them in a proc
 past that their new page gets 429. A closed page frees its slot at the stream's next
 write (a heartbeat at most), hence the Retry-After of a heartbeat and a bit.
 
+Beside the live cards, the page lists the agent's calls of the day and the missed calls
+to call back (``GET /agent/calls``), and takes the agent's outcome and note after a call
+(``POST /agent/calls/<id>/wrap-up``), which the worker writes to the call's CRM record:
+`worker.agent_calls` holds the rules, read from callhook's own tables.
+
+On shutdown (`SHUTTING_DOWN`, set from gunicorn_conf.py), open streams end within
+READ_BLOCK_S: the XREAD blocks that long at a time, and heartbeats still go every
+HEARTBEAT_S.
+
 Every response here says ``Cache-Control: no-store``: they carry or accept a token, and
 a shared cache or the browser's disk must keep none of them.
 """
@@ -36,11 +45,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
+import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import redis
@@ -54,30 +67,46 @@ from flask import (
     render_template,
     request,
 )
+from sqlmodel import Session
 
+from worker import agent_calls
 from worker.agent_links import holder, refusal, renew, renewable_in
 from worker.agents import Agent
 from worker.contacts import ensure_contact
 from worker.crm.base import CrmError
 from worker.crm.factory import crm_for_lookups
+from worker.db import get_engine
 from worker.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefused, dial, display
-from worker.models import utcnow
+from worker.models import Call, utcnow
 from worker.platforms.base import ClickToCallError
-from worker.pops import record_url, stream_key
+from worker.pops import push_wrap_up, record_url, stream_key
 from worker.redis_conn import connect, redis_url
 from worker.settings import get_settings
+from worker.tasks import log_call
 
 bp = Blueprint("agent", __name__)
 log = logging.getLogger("callhook.agent")
 
 HEARTBEAT_S = 15
+# How long one blocking read of an agent's stream lasts: how soon an open stream notices
+# that its process is stopping (`SHUTTING_DOWN`). Heartbeats still go every HEARTBEAT_S.
+READ_BLOCK_S = 1
 REPLAY_DEPTH = 100
 TOKEN_HEADER = "X-Callhook-Agent"
+NOT_CONFIGURED = "Click-to-call is not set up for you yet: ask your admin"
+# Call ids as routes take them: past the column's range is no call (404), not an overflow.
+MAX_CALL_ID = 2**31 - 1
+TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
 # A closed page's slot is free by the stream's next heartbeat.
 AGENT_FULL_RETRY_S = HEARTBEAT_S + 5
 _streams_lock = threading.Lock()
 _streams_open = 0
 _streams_by_agent: Counter[str] = Counter()
+# Set when this web process is stopping (gunicorn_conf.py chains it to the worker's
+# signals): open streams end within READ_BLOCK_S, so gunicorn's graceful shutdown does
+# not wait its whole timeout on pages that would never end by themselves. The pages
+# reconnect by themselves, to another process or to this server once restarted.
+SHUTTING_DOWN = threading.Event()
 
 
 @bp.after_request
@@ -167,7 +196,17 @@ def _field(name: str, max_chars: int | None = None) -> str:
         _refuse(400, "bad_field", f'{name!r} must be a string, e.g. "+33612345678"')
     if max_chars is not None and len(value) > max_chars:
         _refuse(400, "too_long", f"{name!r} is {len(value)} characters long; at most {max_chars}")
+    _check_encodable(name, value)
     return value.strip()
+
+
+def _check_encodable(name: str, value: str) -> None:
+    """400 for a string that is not text at all (a lone surrogate, which JSON can carry):
+    it can be neither stored nor logged."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _refuse(400, "bad_field", f"{name!r} is not valid text (UTF-8)")
 
 
 @bp.get("/agent")
@@ -179,7 +218,7 @@ def page():  # type: ignore[no-untyped-def]
     not fall back to a kept token: whoever opened this link may not be that agent)."""
     token = _token()
     if not token:
-        return render_template("agent.html", agent=None, token="", problem="")
+        return _page(None, "", "")
     why = refusal(token)
     agent = None
     if why is None:
@@ -189,8 +228,26 @@ def page():  # type: ignore[no-untyped-def]
         if agent is None:
             why = "this agent is no longer in agents.yaml; ask your admin"
     if why is not None:
-        return render_template("agent.html", agent=None, token="", problem=why), 403
-    return render_template("agent.html", agent=agent, token=token, problem="")
+        return _page(None, "", why), 403
+    return _page(agent, token, "")
+
+
+def _outcomes() -> dict[str, str]:
+    """The outcomes an agent may choose after a call (mappings/hubspot.yaml), id → name."""
+    hubspot = current_app.extensions["callhook.mappings"].hubspot
+    return hubspot.call.outcome_choices() if hubspot is not None else {}
+
+
+def _page(agent: Agent | None, token: str, problem: str) -> str:
+    return render_template(
+        "agent.html",
+        agent=agent,
+        token=token,
+        problem=problem,
+        outcomes=[{"id": k, "label": v} for k, v in _outcomes().items()],
+        dry_run=get_settings().dry_run,
+        max_note=agent_calls.MAX_NOTE_CHARS,
+    )
 
 
 @bp.post("/agent/token")
@@ -273,7 +330,7 @@ def stream():  # type: ignore[no-untyped-def]
     last = (request.headers.get("Last-Event-ID") or request.args.get("last") or "")[:64] or None
     # Its own connection: a blocking read must outlive the usual short socket timeout.
     client = redis.Redis.from_url(
-        redis_url(), socket_timeout=HEARTBEAT_S + 10, socket_connect_timeout=5,
+        redis_url(), socket_timeout=READ_BLOCK_S + 10, socket_connect_timeout=5,
         decode_responses=True,
     )  # fmt: skip
 
@@ -282,18 +339,23 @@ def stream():  # type: ignore[no-untyped-def]
             first, position = replay(client, key, last)
             yield f"retry: 3000\n: connected as {email}\n\n"
             yield from first
-            while True:
-                found = client.xread({key: position}, block=HEARTBEAT_S * 1000, count=50)
-                if not found:
-                    why = refusal(token)
-                    if why is not None:  # revoked or expired while open: close the stream
-                        yield f"event: revoked\ndata: {json.dumps({'reason': why})}\n\n"
-                        return
-                    yield ": heartbeat\n\n"
+            wrote = time.monotonic()
+            while not SHUTTING_DOWN.is_set():
+                found = client.xread({key: position}, block=READ_BLOCK_S * 1000, count=50)
+                if found:
+                    for entry_id, fields in found[0][1]:
+                        position = entry_id
+                        yield _sse(entry_id, fields["card"])
+                    wrote = time.monotonic()
                     continue
-                for entry_id, fields in found[0][1]:
-                    position = entry_id
-                    yield _sse(entry_id, fields["card"])
+                if time.monotonic() - wrote < HEARTBEAT_S:
+                    continue
+                why = refusal(token)
+                if why is not None:  # revoked or expired while open: close the stream
+                    yield f"event: revoked\ndata: {json.dumps({'reason': why})}\n\n"
+                    return
+                yield ": heartbeat\n\n"
+                wrote = time.monotonic()
         except redis.RedisError as exc:
             # The page reconnects by itself and resumes from its last event id.
             log.warning("agent.stream_lost agent=%s error=%s", email, type(exc).__name__)
@@ -329,7 +391,11 @@ def create_contact():  # type: ignore[no-untyped-def]
         log.warning("agent.create_contact_failed agent=%s error=%s", agent.email, exc)
         return jsonify(error="crm_unavailable", reason=f"HubSpot refused or failed: {exc}"), 502
     log.info("agent.contact agent=%s contact=%s created=%s", agent.email, contact.id, created)
-    return jsonify(contact_id=contact.id, created=created, url=url), 201 if created else 200
+    # In a dry run nothing reached HubSpot and there is no record to open: the page says so.
+    dry_run = get_settings().dry_run
+    return jsonify(contact_id=contact.id, created=created, url=url, dry_run=dry_run), (
+        201 if created else 200
+    )
 
 
 def parse_number(raw: str, region: str) -> str | None:
@@ -362,8 +428,13 @@ def place_call():  # type: ignore[no-untyped-def]
             response.headers["Retry-After"] = str(refused.retry_after)
         return response, refused.status
     except ClickToCallError as exc:
+        if exc.code == "not_configured":
+            # The fix is the admin's (agents.yaml, the platform's API settings), never the
+            # agent's: the agent reads whom to ask, the log says what to change.
+            log.warning("agent.dial_not_configured agent=%s detail=%s", agent.email, exc.message)
+            return jsonify(error="not_configured", reason=NOT_CONFIGURED), 409
         log.info("agent.call_refused agent=%s code=%s", agent.email, exc.code)
-        status = 409 if exc.code == "not_configured" else 502
+        status = 502
         body = {"error": exc.code or "refused", "reason": exc.message}
         if exc.retry_after:
             body["retry_after"] = exc.retry_after
@@ -397,3 +468,125 @@ def call_link():  # type: ignore[no-untyped-def]
     return render_template(
         "call.html", number=e164, token=request.args.get("k", "")[:200], display=display(e164)
     )
+
+
+def _text(value: str) -> str:
+    """Typed text as a database and HubSpot keep it: control characters other than line
+    breaks and tabs dropped (PostgreSQL refuses NUL), else 400 for what is not text at all
+    (a lone surrogate, which JSON can carry)."""
+    _check_encodable("note", value)
+    return "".join(ch for ch in value if ch in "\n\r\t" or unicodedata.category(ch) != "Cc")
+
+
+def _json_object() -> dict[str, Any]:
+    """The request's JSON object body, else 400 saying what to send."""
+    data = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(data, dict):
+        _refuse(400, "bad_body", 'send a JSON object, e.g. {"outcome": "…", "note": "…"}')
+    return data
+
+
+@bp.post(f"/agent/calls/<int(max={MAX_CALL_ID}):call_id>/wrap-up")
+def wrap_up(call_id: int):  # type: ignore[no-untyped-def]
+    """After the call: the agent's outcome and note, written to the call's CRM record.
+
+    JSON ``{"outcome": <an id of mappings/hubspot.yaml's call.agent_outcomes>, "note": …}``
+    (either may be left out, not both; a note of at most 5,000 characters). Only the
+    agent whose call it was may write it (`agent_calls.may_wrap_up`). Saved on the call
+    row, then the call is synced: logged already, its record is updated in place (one
+    request); not yet, the wrap-up goes into its creation.
+    """
+    agent, _ = current_agent()
+    data = _json_object()
+    outcome, note = data.get("outcome"), data.get("note")
+    if outcome is not None and not isinstance(outcome, str):
+        _refuse(400, "bad_field", "'outcome' must be a string: one of the outcomes listed")
+    if note is not None and not isinstance(note, str):
+        _refuse(400, "bad_field", "'note' must be a string")
+    note = _text(note or "").replace("\r\n", "\n").strip()
+    if len(note) > agent_calls.MAX_NOTE_CHARS:
+        _refuse(
+            400, "too_long",
+            f"the note is {len(note)} characters long; at most {agent_calls.MAX_NOTE_CHARS}",
+        )  # fmt: skip
+    outcomes = _outcomes()
+    if outcome and outcome not in outcomes:
+        _refuse(
+            400, "bad_outcome",
+            f"{outcome[:64]!r} is not an outcome callhook offers; one of: "
+            + ", ".join(f"{k} ({v})" for k, v in outcomes.items()),
+        )  # fmt: skip
+    if not outcome and not note:
+        _refuse(400, "empty", "choose an outcome or write a note")
+    agents = current_app.extensions["callhook.mappings"].agents
+    try:
+        saved = agent_calls.save_wrap_up(call_id, agent, agents, outcome, note, outcomes)
+    except agent_calls.WrapUpRefused as refused:
+        _refuse(refused.status, refused.error, refused.reason)
+    log.info("agent.wrap_up agent=%s call=%s changed=%s", agent.email, saved.call_id, saved.changed)
+    if saved.changed:
+        _sync_soon(saved.call_id)
+    return jsonify(
+        call_id=saved.call_id,
+        wrap_up=saved.wrap_up,
+        changed=saved.changed,
+        dry_run=get_settings().dry_run,
+    )
+
+
+def _sync_soon(call_id: int) -> None:
+    """Ask the worker to sync the call now, and show the wrap-up on its other cards. If
+    Redis is down, the call stays `pending` and the outbox sweep syncs it later."""
+    try:
+        log_call.apply_async((call_id,), retry=False)
+    except Exception as exc:  # kombu raises many types for a dead broker
+        log.warning("agent.wrap_up_enqueue_failed call=%s error=%s", call_id, type(exc).__name__)
+    try:
+        with Session(get_engine()) as session:
+            call = session.get(Call, call_id)
+            if call is not None:
+                push_wrap_up(connect(), call, _outcomes(), get_settings().pop_ttl_s)
+    except redis.RedisError as exc:
+        log.warning("agent.wrap_up_cards_failed call=%s error=%s", call_id, type(exc).__name__)
+
+
+def _zone(raw: str) -> ZoneInfo:
+    """The browser's time zone (an IANA name, e.g. Europe/Paris), else 400."""
+    if not raw:
+        return ZoneInfo("UTC")
+    if len(raw) > 64 or not TIME_ZONE.match(raw):
+        _refuse(400, "bad_tz", "'tz' must be a time zone name such as Europe/Paris")
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        _refuse(400, "bad_tz", f"{raw!r} is not a time zone this server knows")
+
+
+def _day(raw: str, zone: ZoneInfo) -> date:
+    """The day asked for (YYYY-MM-DD), today in `zone` by default, else 400."""
+    if not raw:
+        return datetime.now(zone).date()
+    try:
+        day = date.fromisoformat(raw[:10]) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not 2000 <= day.year <= 2099:
+        _refuse(400, "bad_day", "'day' must be a date such as 2026-03-18")
+    return day
+
+
+@bp.get("/agent/calls")
+def calls_of_the_day():  # type: ignore[no-untyped-def]
+    """The agent's calls of a day and the missed ones still to call back (`agent_calls`).
+
+    ``?day=YYYY-MM-DD&tz=Area/City``: the day as the agent's browser sees it (default:
+    today in UTC). Read from callhook's own tables: a page load never asks HubSpot. At
+    most 200 calls, newest first (``truncated`` says when there were more).
+    """
+    agent, _ = current_agent()
+    zone = _zone(request.args.get("tz", ""))
+    day = _day(request.args.get("day", ""), zone)
+    start, end = agent_calls.day_bounds(day, zone)
+    agents = current_app.extensions["callhook.mappings"].agents
+    view = agent_calls.day_view(agent, agents, start, end, _outcomes())
+    return jsonify(day=day.isoformat(), tz=zone.key, **view)

@@ -5,10 +5,17 @@ The guarantees come from the database, not from the task queue:
   (a killed worker's lease simply expires);
 - the CRM id is stored on the call, so every later sync updates in place;
 - the state hash records what was sent, so a duplicate costs no request at all.
+
+What the record is made of is the folded call (`fold.state_hash`) plus the agent's wrap-up
+(outcome and note, from the agent page): `sync_hash` covers both, so a wrap-up saved after
+the call was logged makes exactly one update of the same record, and one saved before (or
+during) the first sync goes into the create (or the retry `_finish` asks for).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +27,20 @@ from worker.fold import state_hash
 from worker.models import Call, CrmStatus, CrmSyncAttempt, utcnow
 
 LEASE = timedelta(minutes=2)
+
+
+def sync_hash(call: Call) -> str:
+    """What the CRM record is derived from: the folded state and the agent's wrap-up.
+
+    A call without a wrap-up keeps the plain state hash, so records synced before wrap-ups
+    existed are not all sent again.
+    """
+    digest = state_hash(call)
+    wrap_up = (call.agent_outcome, call.agent_note, call.agent_wrapped_by)
+    if not any(wrap_up):
+        return digest
+    text = json.dumps([digest, *wrap_up])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -37,7 +58,7 @@ def _claim(
         call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
         if call is None or call.merged_into is not None or not (call.ended or log_unended):
             return SyncOutcome("not_ended"), None, ""
-        digest = state_hash(call)
+        digest = sync_hash(call)
         if call.crm_synced_hash == digest and call.crm_status in (
             CrmStatus.SYNCED,
             CrmStatus.DRY_RUN,
@@ -67,6 +88,7 @@ def _finish(
     contact_id: str | None = None,
     owner_id: str | None = None,
     contact_note: str | None = None,
+    contact_name: str | None = None,
     task_id: str | None = None,
     error: str | None = None,
     http_status: int | None = None,
@@ -96,6 +118,7 @@ def _finish(
             call.crm_owner_id = owner_id
             call.crm_contact_note = contact_note
             call.crm_task_id = task_id
+            call.crm_contact_name = contact_name
             call.crm_synced_hash = digest if complete else None
             call.crm_error = None
         if error is not None:
@@ -105,7 +128,7 @@ def _finish(
         if call.crm_lease_owner == owner:
             call.crm_lease_until = None
             call.crm_lease_owner = None
-        newer = crm_id is not None and state_hash(call) != digest
+        newer = crm_id is not None and sync_hash(call) != digest
         if newer:
             call.crm_status = CrmStatus.PENDING
         session.add(call)
@@ -169,6 +192,7 @@ def sync_call(
         contact_id=result.contact_id,
         owner_id=result.owner_id,
         contact_note=result.contact_note,
+        contact_name=(result.contact_name or "")[:200] or None,
         task_id=result.task_id,
         error=f"after writing the call: {late}" if late is not None else None,
         http_status=late.status if late is not None else None,

@@ -26,8 +26,8 @@ def configure() -> Celery:
     settings = get_settings()
     timeout = settings.broker_publish_timeout_s
     # Beat keeps its schedule in a file; under INSTANCE_DIR it never lands in the
-    # checkout (the Procfile's `worker --beat` passes no --schedule).
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    # checkout (the Procfile's `worker --beat` passes no --schedule). The worker's entry
+    # point creates the folder (worker/celery_worker.py): web processes need none.
     app.conf.update(
         beat_schedule_filename=str(settings.instance_dir.resolve() / "celerybeat-schedule"),
         broker_url=celery_broker_url(redis_url()),

@@ -113,9 +113,10 @@ class Call(SQLModel, table=True):
     external_number_raw: str | None = Field(default=None, max_length=200)
     company_number: str | None = Field(default=None, max_length=200)
     agent: str | None = Field(default=None, max_length=200)
-    started_at: datetime | None = _ts()
+    # Indexed: the agent page lists a day's calls by time (`worker/agent_calls.py`).
+    started_at: datetime | None = _ts(index=True)
     answered_at: datetime | None = _ts()
-    ended_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts(index=True)
     duration_s: int | None = None
     talk_s: int | None = None
     outcome: str | None = Field(default=None, max_length=16)
@@ -148,6 +149,18 @@ class Call(SQLModel, table=True):
     # A lease, not a lock: a worker killed mid-sync lets the next one in when it expires.
     crm_lease_until: datetime | None = _ts()
     crm_lease_owner: str | None = Field(default=None, max_length=64)
+    # The name of the contact the call was logged on, for the agent page's lists (which
+    # must not ask HubSpot on every load).
+    crm_contact_name: str | None = Field(default=None, max_length=200)
+
+    # The agent's wrap-up after the call (the agent page): an outcome among
+    # mappings/hubspot.yaml's `call.agent_outcomes` (a HubSpot call outcome id) and a note.
+    # Part of what the CRM record is made of (`call_logging.sync_hash`): saved before the
+    # call is logged it goes into the create, after it one update of the same record.
+    agent_outcome: str | None = Field(default=None, max_length=64)
+    agent_note: str | None = Field(default=None, sa_column=Column(sa.Text()))
+    agent_wrapped_by: str | None = Field(default=None, max_length=320)
+    agent_wrapped_at: datetime | None = _ts()
 
 
 class CallEventRecord(SQLModel, table=True):
@@ -162,6 +175,24 @@ class CallEventRecord(SQLModel, table=True):
     webhook_event_id: int = Field(foreign_key="webhook_events.id")
     position: int  # index of the event within its webhook's canonical list
     event: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class CallPop(SQLModel, table=True):
+    """An agent a call's card was shown to (a screen-pop), kept beyond the card's life in
+    Redis: who may write the call's wrap-up, and whose missed calls it is (a ring group
+    rings several agents, and the call row names only one)."""
+
+    __tablename__ = "call_pops"
+    __table_args__ = (sa.UniqueConstraint("call_id", "agent_email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="calls.id", index=True)
+    agent_email: str = Field(max_length=320, index=True)
+    shown_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    # The contact the card showed, if any: the lists name the caller before the call is logged.
+    contact_name: str | None = Field(default=None, max_length=200)
 
 
 class CrmSyncAttempt(SQLModel, table=True):

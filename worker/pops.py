@@ -8,27 +8,36 @@ replaces what it shows, so a late or repeated message can never leave it wrong.
 
 The CRM call log is not on this path: the pop has its own task and queue, and a
 failed lookup still pops the number at once (a retry would come after the ringing).
+What is not needed to recognise the caller (their open deal: one more HubSpot search)
+comes in a second snapshot, after the card is shown.
+
+Each pop is also kept in the database (`CallPop`): the card's life in Redis is short,
+but who it was shown to decides who may write the call's wrap-up, and whose missed
+calls a ring group's unanswered call is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 import redis
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from worker.agents import Agent, AgentDirectory
 from worker.crm.base import CrmError
 from worker.crm.factory import crm_for_lookups
 from worker.crm.hubspot import HubSpotCrm
-from worker.db import get_engine
+from worker.db import get_engine, session_scope
 from worker.events import CallEvent, Direction, Stage
 from worker.mapping_files import worker_mapping_files
-from worker.models import Call, CrmStatus, utcnow
+from worker.models import Call, CallPop, CrmStatus, utcnow
 from worker.numbers import display
 from worker.redis_conn import connect
 from worker.settings import get_settings
@@ -37,6 +46,9 @@ log = logging.getLogger("callhook.pops")
 
 STREAM_MAXLEN = 200
 ACCOUNT_KEY = "callhook:hubspot:account"
+# A ring group pops one card per agent: one deal search serves them all.
+DEAL_CACHE_S = 60
+MAX_NOTE_ON_CARD = 300
 CardState = Literal["ringing", "answered", "withdrawn", "ended"]
 
 
@@ -88,19 +100,38 @@ def pop_actions(call: Call, event: CallEvent, agents: AgentDirectory) -> list[Po
 
 
 def card_state(call: Call, agent: Agent, agents: AgentDirectory) -> CardState:
+    """Where the call stands for `agent`. A call a colleague of the ring group picked up
+    stays "withdrawn" for the others when it ends: it was never theirs to wrap up."""
+    if call.answered_at is not None:
+        answering = agents.find(call.platform, call.agent)
+        if answering is not None and answering.email != agent.email:
+            return "withdrawn"
     if call.ended:
         return "ended"
     if call.answered_at is None:
         return "ringing"
-    answering = agents.find(call.platform, call.agent)
-    if answering is not None and answering.email != agent.email:
-        return "withdrawn"  # a colleague of the ring group picked up
     return "answered"
 
 
-def record_url(crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str) -> str | None:
-    """https://app.hubspot.com/contacts/<portal>/record/0-1/<contact>, portal from config or
-    HubSpot's account-info API (remembered a day; EU portals have their own host)."""
+def wrap_up_of(call: Call, outcomes: dict[str, str]) -> dict[str, Any] | None:
+    """The agent's wrap-up of a call as cards and lists show it, or None."""
+    if not (call.agent_outcome or call.agent_note):
+        return None
+    return {
+        "outcome": call.agent_outcome,
+        "outcome_label": outcomes.get(call.agent_outcome or "") or call.agent_outcome,
+        "note": call.agent_note,
+        "by": call.agent_wrapped_by,
+        "at": call.agent_wrapped_at.isoformat() if call.agent_wrapped_at else None,
+    }
+
+
+def record_url(
+    crm: HubSpotCrm, client: redis.Redis, portal_id: str, record_id: str, object_type: str = "0-1"
+) -> str | None:
+    """https://app.hubspot.com/contacts/<portal>/record/<type>/<id> (0-1 a contact, 0-3 a
+    deal), portal from config or HubSpot's account-info API (remembered a day; EU portals
+    have their own host)."""
     host = "app.hubspot.com"
     if not portal_id:
         cached = client.get(ACCOUNT_KEY)
@@ -111,13 +142,16 @@ def record_url(crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id:
         details = json.loads(cached)
         portal_id = str(details.get("portalId") or "")
         host = details.get("uiDomain") or host
-    if not portal_id or contact_id.startswith("dry-run"):
+    if not portal_id or record_id.startswith("dry-run"):
         return None
-    return f"https://{host}/contacts/{portal_id}/record/0-1/{contact_id}"
+    return f"https://{host}/contacts/{portal_id}/record/{object_type}/{record_id}"
 
 
-def last_call(session: Session, call: Call) -> dict[str, Any] | None:
-    """The caller's previous call, from callhook's own log (no CRM request)."""
+def last_call(
+    session: Session, call: Call, outcomes: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The caller's previous call, from callhook's own log (no CRM request), with what the
+    agent noted after it (the start of the note: a card is no place for a long text)."""
     if not call.external_number:
         return None
     previous = session.exec(
@@ -134,11 +168,17 @@ def last_call(session: Session, call: Call) -> dict[str, Any] | None:
     ).first()
     if previous is None:
         return None
-    return {
+    found: dict[str, Any] = {
         "at": (previous.ended_at or previous.updated_at).isoformat(),
         "direction": previous.direction,
         "outcome": previous.outcome,
     }
+    if previous.agent_outcome:
+        found["outcome_label"] = (outcomes or {}).get(previous.agent_outcome)
+    if previous.agent_note:
+        note = previous.agent_note.strip()
+        found["note"] = note if len(note) <= MAX_NOTE_ON_CARD else note[:MAX_NOTE_ON_CARD] + "…"
+    return found
 
 
 def build_card(
@@ -153,15 +193,18 @@ def build_card(
     ttl_s: float,
 ) -> dict[str, Any]:
     """The whole card for `agent`: who calls, their record, their last call, the state."""
+    outcomes = crm.mapping.call.outcome_choices()
     card: dict[str, Any] = {
         "call_key": f"{call.platform}:{call.platform_call_id}",
         "call_id": call.id,
         "platform": call.platform,
         "state": card_state(call, agent, agents),
+        "answered": call.answered_at is not None,
         "number": call.external_number,
         "number_display": display(call.external_number, call.external_number_raw),
         "contact": None,
-        "last_call": last_call(session, call),
+        "last_call": last_call(session, call, outcomes),
+        "wrap_up": wrap_up_of(call, outcomes),
         "expires_at": (utcnow() + timedelta(seconds=ttl_s)).isoformat(),
     }
     if call.external_number:
@@ -189,31 +232,133 @@ def publish(
     client: redis.Redis, call_id: int, email: str, card: dict[str, Any], ttl_s: float
 ) -> str:
     """Append the card to the agent's stream and remember it under its call."""
-    body = json.dumps(card)
     pipe = client.pipeline()
+    _queue_publish(pipe, call_id, email, card, ttl_s)
+    entry_id, *_ = pipe.execute()
+    return str(entry_id)
+
+
+def _queue_publish(pipe: Any, call_id: int, email: str, card: dict[str, Any], ttl_s: float) -> None:
+    body = json.dumps(card)
     pipe.xadd(stream_key(email), {"card": body}, maxlen=STREAM_MAXLEN, approximate=True)
     pipe.hset(pops_key(call_id), email.lower(), body)
     pipe.expire(pops_key(call_id), int(ttl_s))
-    entry_id, *_ = pipe.execute()
-    return str(entry_id)
+
+
+def amend(
+    client: redis.Redis,
+    call_id: int,
+    email: str,
+    change: Callable[[dict[str, Any]], bool],
+    ttl_s: float,
+) -> bool:
+    """Change the card `email` was shown for a call and publish it, if `change` says it
+    changed anything; False when there is no such card (any more).
+
+    Read, change and publish are one optimistic transaction on the call's pops: two
+    amendments at once (the call's new state, its deal found meanwhile) both land, and
+    neither publishes a card without the other's change.
+    """
+    key = pops_key(call_id)
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                body = pipe.hget(key, email.lower())
+                if body is None:
+                    pipe.unwatch()
+                    return False
+                card = json.loads(body)
+                if not change(card):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                _queue_publish(pipe, call_id, email, card, ttl_s)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
 
 
 def push_update(client: redis.Redis, call: Call, agents: AgentDirectory, ttl_s: float) -> int:
     """Send the call's new state to every agent it popped for; returns how many."""
     assert call.id is not None
     sent = 0
-    for email, body in client.hgetall(pops_key(call.id)).items():
+    for email in client.hkeys(pops_key(call.id)):
         agent = agents.by_email(email)
         if agent is None:
             continue
-        card = json.loads(body)
         state = card_state(call, agent, agents)
-        if card.get("state") == state:
-            continue
-        card["state"] = state
-        publish(client, call.id, email, card, ttl_s)
-        sent += 1
+        answered = call.answered_at is not None
+
+        def change(card: dict[str, Any], state: str = state, answered: bool = answered) -> bool:
+            if card.get("state") == state and card.get("answered") == answered:
+                return False
+            card["state"], card["answered"] = state, answered
+            return True
+
+        sent += amend(client, call.id, email, change, ttl_s)
     return sent
+
+
+def push_wrap_up(client: redis.Redis, call: Call, outcomes: dict[str, str], ttl_s: float) -> int:
+    """Show a saved wrap-up on every card of the call still in Redis (the agent's other
+    tabs, a colleague's card of the same missed call); returns how many."""
+    assert call.id is not None
+    wrap_up = wrap_up_of(call, outcomes)
+
+    def change(card: dict[str, Any]) -> bool:
+        if card.get("wrap_up") == wrap_up:
+            return False
+        card["wrap_up"] = wrap_up
+        return True
+
+    return sum(
+        amend(client, call.id, email, change, ttl_s) for email in client.hkeys(pops_key(call.id))
+    )
+
+
+def remember_pop(call_id: int, email: str, contact_name: str | None) -> None:
+    """Keep in the database that `email` was shown this call's card (once per agent)."""
+    with session_scope() as session:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            insert(CallPop)
+            .values(
+                call_id=call_id,
+                agent_email=email.lower(),
+                shown_at=utcnow(),
+                contact_name=(contact_name or "")[:200] or None,
+            )
+            .on_conflict_do_nothing(index_elements=["call_id", "agent_email"])
+        )
+
+
+def deal_for_card(
+    crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str
+) -> dict[str, Any] | None:
+    """The contact's open deal as a card shows it (name, amount, record link), or None.
+
+    Only when mappings/hubspot.yaml asks for open deals (`associations.open_deal`): it is
+    one more search, which the operator chose to spend. Remembered a minute, so the cards
+    of one ring group cost one search.
+    """
+    key = f"callhook:deal:{contact_id}"
+    cached = client.get(key)
+    if cached is not None:
+        return json.loads(cached)  # type: ignore[no-any-return]
+    found = crm.open_deal(contact_id)
+    deal = None
+    if found is not None:
+        props = found.get("properties") or {}
+        deal = {
+            "id": str(found["id"]),
+            "name": props.get("dealname") or "(no name)",
+            "amount": props.get("amount"),
+            "url": record_url(crm, client, portal_id, str(found["id"]), "0-3"),
+        }
+    client.set(key, json.dumps(deal), ex=DEAL_CACHE_S)
+    return deal
 
 
 def ring(call_id: int, email: str) -> dict[str, Any] | None:
@@ -226,8 +371,9 @@ def ring(call_id: int, email: str) -> dict[str, Any] | None:
         call = session.get(Call, call_id)
         if call is None or agent is None:
             return None
+        crm = crm_for_lookups()
         card = build_card(
-            session, call, agent, agents, crm_for_lookups(), client,
+            session, call, agent, agents, crm, client,
             portal_id=settings.hubspot_portal_id, ttl_s=settings.pop_ttl_s,
         )  # fmt: skip
         publish(client, call_id, agent.email, card, settings.pop_ttl_s)
@@ -235,7 +381,23 @@ def ring(call_id: int, email: str) -> dict[str, Any] | None:
         # found no pop to update yet: bring this card up to date.
         session.refresh(call)
         push_update(client, call, agents, settings.pop_ttl_s)
-    log.info("pop.sent call=%s agent=%s known=%s", call_id, email, bool(card["contact"]))
+    contact = card["contact"]
+    remember_pop(call_id, agent.email, contact["name"] if contact else None)
+    log.info("pop.sent call=%s agent=%s known=%s", call_id, email, bool(contact))
+    if contact and crm.mapping.associations.open_deal:
+        try:
+            deal = deal_for_card(crm, client, settings.hubspot_portal_id, contact["id"])
+        except CrmError as exc:  # the card is shown; the deal is a bonus
+            log.warning("pop.deal_failed call=%s error=%s", call_id, exc)
+            deal = None
+        if deal is not None:
+
+            def add_deal(shown: dict[str, Any]) -> bool:
+                shown["deal"] = deal
+                return True
+
+            amend(client, call_id, agent.email, add_deal, settings.pop_ttl_s)
+            card["deal"] = deal
     return card
 
 

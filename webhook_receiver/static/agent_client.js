@@ -12,6 +12,9 @@
 //
 // Links expire: TokenKeeper asks POST /agent/token at start and again when the server says
 // the token can be renewed (at least daily), and hands the page the fresh token.
+//
+// CallhookText (below) holds the pages' words in English and French and formats dates and
+// times in the browser's language and time zone.
 "use strict";
 
 const CallhookAgent = (() => {
@@ -219,5 +222,209 @@ const CallhookAgent = (() => {
     }
   }
 
-  return {HEADER, stripTokenFromAddress, authFetch, postJson, TokenKeeper, CardStream};
+  // GET a JSON answer with the token; resolves to {response, body} (body {} when not JSON).
+  async function getJson(token, url) {
+    const response = await authFetch(token, url, {headers: {Accept: "application/json"}});
+    const body = await response.json().catch(() => ({}));
+    return {response, body};
+  }
+
+  return {HEADER, stripTokenFromAddress, authFetch, postJson, getJson, TokenKeeper, CardStream};
+})();
+
+// The page's words in the browser's language (English, or French when navigator.language
+// starts with "fr"), and dates and times in its language and time zone (Intl). Reasons the
+// server gives (a refused number, an expired link) stay in English.
+const CallhookText = (() => {
+  const STRINGS = {
+    en: {
+      "auto-open": "open the CRM record by itself",
+      "notify": "Enable notifications",
+      "connecting": "connecting…",
+      "connected": "connected",
+      "reconnecting": "reconnecting…",
+      "signed-out": "signed out",
+      "dial-label": "Number to call",
+      "dial-button": "Call",
+      "calling": "Calling…",
+      "dial-offline": "callhook did not answer: the call was not placed.",
+      "dial-failed": "The call could not be placed.",
+      "now": "Calls now",
+      "empty": "No call right now. This page shows who is calling while your phone rings.",
+      "missed": "Missed calls to call back",
+      "missed-empty": "Nothing to call back.",
+      "today": "Today's calls",
+      "today-empty": "No calls yet today.",
+      "truncated": "Only the latest {n} calls are listed.",
+      "lists-offline": "The lists could not be loaded; retrying.",
+      "state-ringing": "Incoming call",
+      "state-answered": "On the call",
+      "state-withdrawn": "Answered by a colleague",
+      "state-ended": "Call ended",
+      "company": "Company",
+      "owner": "Owner",
+      "deal": "Open deal",
+      "last-call": "Last call",
+      "open-record": "Open in HubSpot",
+      "call-back": "Call back",
+      "call-back-who": "Call back {who}",
+      "call": "Call",
+      "call-number": "Call {who}",
+      "create-contact": "Create contact",
+      "creating": "Creating…",
+      "created": "Contact created",
+      "created-dry-run": "Contact created (dry run: not sent to HubSpot)",
+      "hubspot-silent": "HubSpot did not answer",
+      "unknown-caller": "Unknown caller",
+      "incoming": "Incoming call: {who}",
+      "call-ended": "Call ended: {who}",
+      "wrap-up": "After the call",
+      "wrap-open": "Outcome and note",
+      "wrap-edit": "Edit outcome and note",
+      "note-add": "Add note",
+      "note-edit": "Edit note",
+      "outcome": "Outcome",
+      "outcome-none": "Choose an outcome",
+      "note": "Note",
+      "save": "Save",
+      "saving": "Saving…",
+      "saved": "Saved: the HubSpot call is updated in a moment.",
+      "saved-dry-run": "Saved (dry run: not sent to HubSpot).",
+      "not-saved": "Not saved: {reason}",
+      "save-offline": "callhook did not answer: not saved.",
+      "dismiss": "Close",
+      "wrapped": "Outcome: {outcome}",
+      "noted": "Note: {note}",
+      "missed-at": "Missed at {time}",
+      "missed-count": "{n} missed calls, last at {time}",
+      "tried-at": "called back at {time}, no answer",
+      "no-link": "Open your personal callhook link (ask your admin for it) to see your calls here.",
+      "dir-inbound": "Inbound",
+      "dir-outbound": "Outbound",
+      "dir-internal": "Internal",
+      "out-answered": "Answered",
+      "out-no_answer": "No answer",
+      "out-busy": "Busy",
+      "out-failed": "Failed",
+      "out-canceled": "Caller hung up",
+      "out-voicemail": "Voicemail",
+      "live": "In progress",
+    },
+    fr: {
+      "auto-open": "ouvrir la fiche CRM automatiquement",
+      "notify": "Activer les notifications",
+      "connecting": "connexion…",
+      "connected": "connecté",
+      "reconnecting": "reconnexion…",
+      "signed-out": "déconnecté",
+      "dial-label": "Numéro à appeler",
+      "dial-button": "Appeler",
+      "calling": "Appel en cours…",
+      "dial-offline": "callhook n'a pas répondu : l'appel n'a pas été passé.",
+      "dial-failed": "L'appel n'a pas pu être passé.",
+      "now": "Appels en cours",
+      "empty": "Aucun appel pour l'instant. Cette page montre qui appelle pendant que votre téléphone sonne.",
+      "missed": "Appels manqués à rappeler",
+      "missed-empty": "Personne à rappeler.",
+      "today": "Appels du jour",
+      "today-empty": "Aucun appel aujourd'hui pour l'instant.",
+      "truncated": "Seuls les {n} derniers appels sont affichés.",
+      "lists-offline": "Les listes n'ont pas pu être chargées ; nouvel essai bientôt.",
+      "state-ringing": "Appel entrant",
+      "state-answered": "En ligne",
+      "state-withdrawn": "Pris par un collègue",
+      "state-ended": "Appel terminé",
+      "company": "Entreprise",
+      "owner": "Propriétaire",
+      "deal": "Transaction ouverte",
+      "last-call": "Dernier appel",
+      "open-record": "Ouvrir dans HubSpot",
+      "call-back": "Rappeler",
+      "call-back-who": "Rappeler {who}",
+      "call": "Appeler",
+      "call-number": "Appeler {who}",
+      "create-contact": "Créer le contact",
+      "creating": "Création…",
+      "created": "Contact créé",
+      "created-dry-run": "Contact créé (essai à blanc : rien n'a été envoyé à HubSpot)",
+      "hubspot-silent": "HubSpot n'a pas répondu",
+      "unknown-caller": "Appelant inconnu",
+      "incoming": "Appel entrant : {who}",
+      "call-ended": "Appel terminé : {who}",
+      "wrap-up": "Après l'appel",
+      "wrap-open": "Résultat et note",
+      "wrap-edit": "Modifier le résultat et la note",
+      "note-add": "Ajouter une note",
+      "note-edit": "Modifier la note",
+      "outcome": "Résultat",
+      "outcome-none": "Choisir un résultat",
+      "note": "Note",
+      "save": "Enregistrer",
+      "saving": "Enregistrement…",
+      "saved": "Enregistré : l'appel HubSpot est mis à jour dans un instant.",
+      "saved-dry-run": "Enregistré (essai à blanc : rien n'a été envoyé à HubSpot).",
+      "not-saved": "Non enregistré : {reason}",
+      "save-offline": "callhook n'a pas répondu : non enregistré.",
+      "dismiss": "Fermer",
+      "wrapped": "Résultat : {outcome}",
+      "noted": "Note : {note}",
+      "missed-at": "Manqué à {time}",
+      "missed-count": "{n} appels manqués, le dernier à {time}",
+      "tried-at": "rappelé à {time}, sans réponse",
+      "no-link": "Ouvrez votre lien callhook personnel (demandez-le à votre administrateur) pour voir vos appels ici.",
+      "dir-inbound": "Entrant",
+      "dir-outbound": "Sortant",
+      "dir-internal": "Interne",
+      "out-answered": "Répondu",
+      "out-no_answer": "Sans réponse",
+      "out-busy": "Occupé",
+      "out-failed": "Échec",
+      "out-canceled": "L'appelant a raccroché",
+      "out-voicemail": "Messagerie",
+      "live": "En cours",
+    },
+  };
+  // HubSpot's default call outcomes, as HubSpot's French interface names them; names an
+  // admin wrote in mappings/hubspot.yaml are shown as written.
+  const OUTCOME_NAMES = {
+    fr: {
+      "Connected": "Connecté", "Busy": "Occupé", "No answer": "Pas de réponse",
+      "Left voicemail": "Message vocal laissé", "Left live message": "Message laissé",
+      "Wrong number": "Mauvais numéro",
+    },
+  };
+  const locale = navigator.language || "en";
+  const lang = locale.toLowerCase().startsWith("fr") ? "fr" : "en";
+  const time = new Intl.DateTimeFormat(locale, {hour: "numeric", minute: "2-digit"});
+  const dateTime = new Intl.DateTimeFormat(locale, {dateStyle: "medium", timeStyle: "short"});
+  const number = new Intl.NumberFormat(locale);
+
+  function t(key, vars = {}) {
+    const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
+  }
+
+  // Puts the words of the page's static parts in the browser's language: data-i18n sets
+  // the text, data-i18n-placeholder and data-i18n-label the placeholder and aria-label.
+  function apply(root = document) {
+    document.documentElement.lang = lang;
+    root.querySelectorAll("[data-i18n]").forEach(node => { node.textContent = t(node.dataset.i18n); });
+    root.querySelectorAll("[data-i18n-placeholder]").forEach(node => { node.placeholder = t(node.dataset.i18nPlaceholder); });
+    root.querySelectorAll("[data-i18n-label]").forEach(node => { node.setAttribute("aria-label", t(node.dataset.i18nLabel)); });
+  }
+
+  return {
+    lang, t, apply,
+    time: iso => time.format(new Date(iso)),
+    dateTime: iso => dateTime.format(new Date(iso)),
+    number: value => number.format(Number(value)),
+    outcomeName: name => (OUTCOME_NAMES[lang] || {})[name] || name,
+    // YYYY-MM-DD of today in the browser's time zone, and that zone's name.
+    today: () => {
+      const now = new Date();
+      const pad = n => String(n).padStart(2, "0");
+      return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+    },
+    zone: () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
+  };
 })();

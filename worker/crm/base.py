@@ -63,6 +63,10 @@ class CallSnapshot:
     crm_task_id: str | None
     # A create was sent earlier and its answer never stored: look for that record first.
     create_in_doubt: bool = False
+    # The agent's wrap-up (agent page): a HubSpot call outcome id, a note, who wrote them.
+    agent_outcome: str | None = None
+    agent_note: str | None = None
+    agent_wrapped_by: str | None = None
 
     @classmethod
     def of(cls, call: Call) -> CallSnapshot:
@@ -100,6 +104,8 @@ class LogResult:
     task_id: str | None = None  # the missed-call follow-up task after this sync, if any
     # The call record is written but a follow-up step (the task) failed: retry later.
     incomplete: CrmError | None = None
+    # The name of the contact it was logged on, kept for the agent page's lists.
+    contact_name: str | None = None
 
 
 class CrmAdapter(Protocol):

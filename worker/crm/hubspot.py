@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import phonenumbers
 import requests
 from hubspot import HubSpot
+from markupsafe import Markup, escape
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
@@ -393,18 +394,20 @@ class HubSpotCrm:
             "platform": self.platform_names.get(call.platform, call.platform),
             "platform_id": call.platform,
         }
+        body = HTML_TEMPLATES.from_string(spec.body).render(context).strip()
+        note = self.agent_note_html(call)
+        if note:
+            body = f"{body}\n{note}" if body else note
         props: dict[str, Any] = {
             "hs_timestamp": _ms(when) if when else None,
             "hs_call_title": TEMPLATES.from_string(spec.title).render(context).strip(),
-            "hs_call_body": HTML_TEMPLATES.from_string(spec.body).render(context).strip(),
+            "hs_call_body": body,
             "hs_call_direction": "INBOUND" if inbound else "OUTBOUND",
             "hs_call_duration": str(duration * 1000) if duration is not None else None,
             "hs_call_from_number": external if inbound else ours,
             "hs_call_to_number": ours if inbound else external,
             "hs_call_status": self._status(call),
-            "hs_call_disposition": spec.disposition.get(call.outcome)  # type: ignore[call-overload]
-            if call.outcome and call.ended
-            else None,
+            "hs_call_disposition": self._disposition(call),
             "hs_call_recording_url": call.recording_url
             if (call.recording_url or "").startswith("https://")
             else None,
@@ -414,6 +417,25 @@ class HubSpotCrm:
         for name, template in spec.properties.items():
             props[name] = TEMPLATES.from_string(template).render(context).strip()
         return {k: v for k, v in props.items() if v not in (None, "")}
+
+    def _disposition(self, call: CallSnapshot) -> str | None:
+        """The call's HubSpot outcome: the agent's choice after the call (the agent page's
+        wrap-up), else the one `call.disposition` gives the platform's outcome."""
+        if not call.ended:
+            return None
+        if call.agent_outcome:
+            return call.agent_outcome
+        return self.mapping.call.disposition.get(call.outcome) if call.outcome else None  # type: ignore[call-overload]
+
+    def agent_note_html(self, call: CallSnapshot) -> str:
+        """The agent's note as appended to hs_call_body, which HubSpot shows as HTML: the
+        text escaped (a note is the agent's words, never markup), its lines kept."""
+        if not call.agent_note:
+            return ""
+        agent = self.agents.by_email(call.agent_wrapped_by) if call.agent_wrapped_by else None
+        who = (agent.name or str(agent.email)) if agent else (call.agent_wrapped_by or "agent")
+        text = escape(call.agent_note.strip()).replace("\n", Markup("<br>\n"))
+        return str(Markup("<p><strong>Note from {}:</strong><br>\n{}</p>").format(who, text))
 
     def _status(self, call: CallSnapshot) -> str | None:
         """The outcome's status once ended; before (logging at the start), live status."""
@@ -468,6 +490,7 @@ class HubSpotCrm:
             body = {"properties": properties, "associations": self._associations(contacts)}
             crm_id, action = self.transport.create_call(body), "create"
         result = LogResult(crm_id, action, primary and primary.id, owner_id, note, call.crm_task_id)
+        result.contact_name = (primary.name or None) if primary else None
         try:
             result.task_id = self._sync_task(call, primary)
         except CrmError as exc:
@@ -533,10 +556,16 @@ class HubSpotCrm:
         if self.mapping.associations.company and company:
             links.append(link(str(company), ASSOC_CALL_TO_COMPANY))
         if self.mapping.associations.open_deal:
-            deal = self.transport.search_deals(self._open_deal_body(primary.id))
+            deal = self.open_deal(primary.id)
             if deal:
-                links.append(link(str(deal[0]["id"]), ASSOC_CALL_TO_DEAL))
+                links.append(link(str(deal["id"]), ASSOC_CALL_TO_DEAL))
         return links
+
+    def open_deal(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's most recently modified open deal ({id, properties}), if any: the
+        call is associated with it, and the caller's card shows it (one search each)."""
+        found = self.transport.search_deals(self._open_deal_body(contact_id))
+        return found[0] if found else None
 
     def _open_deal_body(self, contact_id: str) -> dict[str, Any]:
         filters = [
@@ -545,7 +574,7 @@ class HubSpotCrm:
         ]
         return {
             "filterGroups": [{"filters": filters}],
-            "properties": ["dealname"],
+            "properties": ["dealname", "amount"],
             "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}],
             "limit": 1,
         }

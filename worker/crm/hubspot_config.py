@@ -6,6 +6,7 @@ the file is user-edited, so a template may read the call but never reach Python.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from jinja2 import TemplateSyntaxError
@@ -27,6 +28,19 @@ CALL_STATUSES = {
     "QUEUED",
     "RINGING",
 }
+
+# HubSpot's default call outcomes (hs_call_disposition), as HubSpot names them: every portal
+# has them (https://developers.hubspot.com/docs/api/crm/calls, "hs_call_disposition").
+HUBSPOT_OUTCOME_NAMES = {
+    "f240bbac-87c9-4f6e-bf70-924b57d47db7": "Connected",
+    "9d9162e7-6cf3-4944-bf63-4dff82258764": "Busy",
+    "73a0d17f-1163-4015-bdd5-ec830791da20": "No answer",
+    "b2cf5968-551e-4856-9783-52b3da59a7d0": "Left voicemail",
+    "a4c4c377-d246-4b32-a13b-75a56a4cd0ff": "Left live message",
+    "17b47fee-58de-441e-a44c-c6300d46f273": "Wrong number",
+}
+OUTCOME_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_OUTCOME_LABEL = 60
 
 TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
 # For the properties HubSpot renders as HTML (hs_call_body, hs_task_body): every value a
@@ -103,8 +117,39 @@ class CallProperties(BaseModel):
     )
     # Outcome → HubSpot call outcome GUID (hs_call_disposition); custom outcomes by GUID.
     disposition: dict[Outcome, str] = Field(default_factory=dict)
+    # What an agent may pick after the call (the agent page's wrap-up), in this order:
+    # HubSpot call outcome id → the name agents read. The choice replaces the outcome from
+    # `disposition` on the call record. Unset: the outcomes of `disposition`, named as
+    # HubSpot names its default ones.
+    agent_outcomes: dict[str, str] = Field(default_factory=dict)
     # Extra HubSpot property → template, e.g. a custom property fed by a platform variable.
     properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("agent_outcomes")
+    @classmethod
+    def _agent_outcomes(cls, value: dict[str, str]) -> dict[str, str]:
+        for outcome_id, label in value.items():
+            if not OUTCOME_ID.match(str(outcome_id)):
+                raise ValueError(
+                    f"{outcome_id!r}: write a HubSpot call outcome id (its GUID, e.g. "
+                    "f240bbac-87c9-4f6e-bf70-924b57d47db7 for Connected)"
+                )
+            if not str(label or "").strip() or len(str(label)) > MAX_OUTCOME_LABEL:
+                raise ValueError(
+                    f"{outcome_id}: give it a name agents read, at most {MAX_OUTCOME_LABEL} "
+                    "characters (e.g. Connected)"
+                )
+        return value
+
+    def outcome_choices(self) -> dict[str, str]:
+        """The outcomes an agent may choose, id → name, in the order they are shown."""
+        if self.agent_outcomes:
+            return {str(k): str(v).strip() for k, v in self.agent_outcomes.items()}
+        choices: dict[str, str] = {}
+        for outcome, outcome_id in self.disposition.items():
+            name = HUBSPOT_OUTCOME_NAMES.get(outcome_id)
+            choices.setdefault(outcome_id, name or outcome.value.replace("_", " ").capitalize())
+        return choices
 
     @field_validator("title", "body")
     @classmethod
