@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook_receiver.auth import configured_secrets
 from webhook_receiver.body_limit import BodyLimit
 from webhook_receiver.mapping import load_mappings
 from worker.celery_app import configure as configure_celery
+from worker.error_reporting import init_error_reporting
 from worker.log_format import configure_logging
+from worker.metrics import WEBHOOK_DELIVERIES
 from worker.settings import ConfigError, get_settings
 
 log = logging.getLogger("callhook")
@@ -27,6 +29,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         configure_celery()
     except ConfigError as exc:
         raise SystemExit(f"callhook: configuration error:\n{exc}") from None
+    init_error_reporting(
+        settings, [env for m in mappings.platforms.values() for env in m.auth.secret_envs]
+    )
 
     app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
@@ -52,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         health,
         hubspot_widget,
         kwebbl_connect,
+        metrics_page,
         operator_auth,
         webhooks,
     )
@@ -64,12 +70,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(hubspot_widget.bp)
     app.register_blueprint(kwebbl_connect.bp)
     app.register_blueprint(operator_auth.bp)
+    app.register_blueprint(metrics_page.bp)
     browser_headers.install(app)
     register_commands(app.cli)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
         log.info("webhook.too_large limit=%s", settings.max_body_bytes)
+        platform = (request.view_args or {}).get("platform")
+        if request.endpoint == "webhooks.receive":
+            known = platform if platform in mappings.platforms else "unknown"
+            WEBHOOK_DELIVERIES.inc(platform=known, result="refused", status=413)
         return jsonify(error="too_large", reason=f"body over {settings.max_body_bytes} bytes"), 413
 
     @app.errorhandler(HTTPException)

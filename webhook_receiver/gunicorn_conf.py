@@ -10,22 +10,24 @@ import signal
 
 from gunicorn.glogging import Logger
 
-from worker.log_format import OneLineFormatter
+from worker.log_format import configured_format, formatter_for
 
 
 class OneLineLogger(Logger):
     """gunicorn's logger with callhook's escaping formatter (worker/log_format.py).
 
     The access log prints the request path decoded: a ``%0A`` in a URL would otherwise
-    start a forged line in the logs.
+    start a forged line in the logs. With ``LOG_FORMAT=json`` both logs are written as
+    the application's JSON lines, so one parser reads every line of the web process.
     """
 
     def setup(self, cfg):  # type: ignore[no-untyped-def]
         super().setup(cfg)
+        log_format = configured_format()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 current = handler.formatter or logging.Formatter()
-                handler.setFormatter(OneLineFormatter(current._fmt, current.datefmt))
+                handler.setFormatter(formatter_for(log_format, current._fmt, current.datefmt))
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
 from webhook_receiver.mapping.engine import payload_digest
 from webhook_receiver.payloads import BadPayload, UnsupportedFormat, check_bounds
 from worker.db import get_engine
+from worker.metrics import WEBHOOK_DELIVERIES
 from worker.models import EventStatus, WebhookEvent
 from worker.settings import get_settings
 from worker.tasks import enqueue_event
@@ -133,7 +134,7 @@ def _keep_unmapped(
     return Intake(refuse_with, key, body)
 
 
-def keep_unreadable(
+def _keep_unreadable(
     mapping: PlatformMapping,
     problem: BadPayload,
     *,
@@ -142,12 +143,7 @@ def keep_unreadable(
     content_type: str,
     query: str = "",
 ) -> Intake:
-    """An authenticated delivery whose body cannot be parsed: kept as unmapped, refused.
-
-    Refused whatever the mapping's `on_unmapped` says: a body that is not the JSON or
-    form it claims to be (or nests 100,000 levels deep) is not a platform's new event
-    type but a broken sender, which its admin should see.
-    """
+    """`keep_unreadable`'s work, uncounted (`ingest` counts what it hands on)."""
     key = "webhook.unsupported_media_type" if isinstance(problem, UnsupportedFormat) else (
         "webhook.bad_body"
     )  # fmt: skip
@@ -161,7 +157,7 @@ def keep_unreadable(
     )
 
 
-def ingest(
+def _ingest(
     mapping: PlatformMapping,
     payload: Any,
     *,
@@ -170,13 +166,13 @@ def ingest(
     content_type: str,
     query: str = "",
 ) -> Intake:
-    """Map and store one authenticated, parsed payload; enqueue it when new."""
+    """`ingest`'s work, uncounted."""
     platform = mapping.platform
     row = _row(platform, raw, method, content_type, query)
     try:
         check_bounds(payload)  # a listener parses its own messages: bound them here too
     except BadPayload as exc:
-        return keep_unreadable(
+        return _keep_unreadable(
             mapping, exc, raw=raw, method=method, content_type=content_type, query=query
         )
     try:
@@ -214,3 +210,61 @@ def ingest(
     log.info("webhook.accepted platform=%s id=%s enqueued=%s", platform, event_id, enqueued)
     body = {"status": "accepted", "id": event_id, "events": len(result.events)}
     return Intake(200, "webhook.accepted", body)
+
+
+_RESULTS = {
+    "webhook.accepted": "accepted",
+    "webhook.duplicate": "duplicate",
+    "webhook.ignored": "ignored",
+    "webhook.unmapped": "unmapped",
+    "webhook.bad_body": "unmapped",
+    "webhook.unsupported_media_type": "unmapped",
+}
+
+
+def count_delivery(platform: str, intake: Intake) -> Intake:
+    """Count what became of a delivery (`callhook_webhook_deliveries`), and return it.
+
+    "unmapped" is whatever was kept for replay, answered 200 or refused; "refused" is what
+    was not stored. `platform` must be a known platform's name, never the URL's text.
+    """
+    result = _RESULTS.get(intake.key, "refused")
+    WEBHOOK_DELIVERIES.inc(platform=platform, result=result, status=intake.status)
+    return intake
+
+
+def keep_unreadable(
+    mapping: PlatformMapping,
+    problem: BadPayload,
+    *,
+    raw: bytes,
+    method: str,
+    content_type: str,
+    query: str = "",
+) -> Intake:
+    """An authenticated delivery whose body cannot be parsed: kept as unmapped, refused.
+
+    Refused whatever the mapping's `on_unmapped` says: a body that is not the JSON or
+    form it claims to be (or nests 100,000 levels deep) is not a platform's new event
+    type but a broken sender, which its admin should see. Counted in the metrics.
+    """
+    intake = _keep_unreadable(
+        mapping, problem, raw=raw, method=method, content_type=content_type, query=query
+    )
+    return count_delivery(mapping.platform, intake)
+
+
+def ingest(
+    mapping: PlatformMapping,
+    payload: Any,
+    *,
+    raw: bytes,
+    method: str,
+    content_type: str,
+    query: str = "",
+) -> Intake:
+    """Map and store one authenticated, parsed payload; enqueue it when new. Counted."""
+    intake = _ingest(
+        mapping, payload, raw=raw, method=method, content_type=content_type, query=query
+    )
+    return count_delivery(mapping.platform, intake)

@@ -31,6 +31,7 @@ from webhook_receiver.payloads import (
     read_payload,
     without_param,
 )
+from worker.metrics import WEBHOOK_DELIVERIES
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("callhook.webhook")
@@ -38,6 +39,10 @@ log = logging.getLogger("callhook.webhook")
 
 def refuse(status: int, key: str, reason: str, platform: str, **extra: Any):  # type: ignore[no-untyped-def]
     log.info("%s platform=%s status=%s reason=%s", key, platform, status, reason)
+    # A platform the URL names but no mapping knows is counted as "unknown": the URL's
+    # text as a label would let anyone create metrics without end.
+    known = platform if platform in _platforms() else "unknown"
+    WEBHOOK_DELIVERIES.inc(platform=known, result="refused", status=status)
     return jsonify(error=key.split(".", 1)[1], reason=reason, **extra), status
 
 

@@ -24,6 +24,7 @@ from datetime import timedelta
 from worker.crm.base import CallSnapshot, CrmAdapter, PermanentCrmError, TransientCrmError
 from worker.db import session_scope
 from worker.fold import state_hash
+from worker.metrics import CRM_SYNC_LATENCY
 from worker.models import Call, CrmStatus, CrmSyncAttempt, utcnow
 
 LEASE = timedelta(minutes=2)
@@ -198,6 +199,8 @@ def sync_call(
         http_status=late.status if late is not None else None,
         complete=late is None,
     )
+    if late is None:
+        CRM_SYNC_LATENCY.observe_since(snapshot.ended_at, action=result.action)
     if late is not None:
         if isinstance(late, PermanentCrmError):
             return SyncOutcome("failed", error=str(late), crm_id=result.crm_id)

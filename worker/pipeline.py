@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -17,6 +17,7 @@ from worker.agents import AgentDirectory
 from worker.db import session_scope
 from worker.events import CallEvent, Stage
 from worker.fold import fold_events
+from worker.metrics import FOLD_LATENCY
 from worker.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
 from worker.pops import PopAction, pop_actions
 
@@ -36,6 +37,9 @@ class Processed:
 
     due: list[int] = field(default_factory=list)
     pops: list[PopAction] = field(default_factory=list)
+    # When the delivery arrived (epoch seconds): a pop's latency is counted from it.
+    received_at: float | None = None
+    platform: str = ""
 
 
 class FoldFailed(Exception):
@@ -142,12 +146,15 @@ def process_stored_event(
     if attempts is None:
         return Processed()
     try:
-        return _fold_stored(event_id, agents, log_unended)
+        result = _fold_stored(event_id, agents, log_unended)
     except OperationalError:
         _undo_attempt(event_id)
         raise
     except Exception as exc:  # anything else: recorded, retried a bounded number of times
         raise _record_failure(event_id, attempts, exc) from exc
+    if result.received_at is not None:  # folded and committed just now
+        FOLD_LATENCY.observe_since(result.received_at, platform=result.platform)
+    return result
 
 
 def _fold_stored(event_id: int, agents: AgentDirectory | None, log_unended: bool) -> Processed:
@@ -169,7 +176,9 @@ def _fold_stored(event_id: int, agents: AgentDirectory | None, log_unended: bool
         event.processed_at = utcnow()
         event.error = None
         session.add(event)
-        result = Processed()
+        received = event.received_at
+        aware = received if received.tzinfo else received.replace(tzinfo=UTC)
+        result = Processed(received_at=aware.timestamp(), platform=event.platform)
         for canonical, call in folded:
             assert call.id is not None
             if call.crm_status == CrmStatus.PENDING and call.id not in result.due:

@@ -37,6 +37,7 @@ from worker.crm.hubspot import HubSpotCrm
 from worker.db import get_engine, session_scope
 from worker.events import CallEvent, Direction, Stage
 from worker.mapping_files import worker_mapping_files
+from worker.metrics import POP_LATENCY, POPS_SENT
 from worker.models import Call, CallPop, CrmStatus, utcnow
 from worker.numbers import display
 from worker.redis_conn import connect
@@ -361,8 +362,12 @@ def deal_for_card(
     return deal
 
 
-def ring(call_id: int, email: str) -> dict[str, Any] | None:
-    """The screen_pop task: look the caller up and pop the card for `email`."""
+def ring(call_id: int, email: str, received_at: float | None = None) -> dict[str, Any] | None:
+    """The screen_pop task: look the caller up and pop the card for `email`.
+
+    `received_at` (epoch seconds): when the ringing delivery arrived, the start of the
+    pop's latency (`callhook_pop_latency_seconds`), which ends when the card is in the stream.
+    """
     settings = get_settings()
     agents = worker_mapping_files().agents
     agent = agents.by_email(email)
@@ -377,6 +382,8 @@ def ring(call_id: int, email: str) -> dict[str, Any] | None:
             portal_id=settings.hubspot_portal_id, ttl_s=settings.pop_ttl_s,
         )  # fmt: skip
         publish(client, call_id, agent.email, card, settings.pop_ttl_s)
+        POPS_SENT.inc()
+        POP_LATENCY.observe_since(received_at)
         # The call may have been answered or ended during the lookup, and its update
         # found no pop to update yet: bring this card up to date.
         session.refresh(call)

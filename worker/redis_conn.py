@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 
@@ -84,11 +85,26 @@ def redis_url() -> str:
     """The Redis URL for this process; starts the embedded server when none is configured."""
     settings = get_settings()
     if settings.redis_url:
-        return settings.redis_url
+        return with_tls_policy(settings.redis_url, settings.redis_ssl_cert_reqs)
     url, _ = start_embedded_redis(settings.instance_dir)
     # Children (celery, gunicorn workers) inherit the choice instead of racing to start one.
     os.environ["REDIS_URL"] = url
     return url
+
+
+def with_tls_policy(url: str, cert_reqs: str) -> str:
+    """A `rediss://` URL that says how to check the server's certificate.
+
+    Celery refuses a `rediss://` broker URL without `ssl_cert_reqs`, and redis-py then
+    checks the certificate: right for most providers, but Heroku's Key-Value Store
+    presents a self-signed one (Heroku's docs say to turn the check off), so
+    REDIS_SSL_CERT_REQS says which. A URL that already says keeps its word.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return url
+    query = "&".join(q for q in (parts.query, f"ssl_cert_reqs={cert_reqs}") if q)
+    return urlunsplit(parts._replace(query=query))
 
 
 def celery_broker_url(url: str) -> str:

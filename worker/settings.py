@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Literal
 
 import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite file")
     redis_url: str = Field(default="", description="Redis URL; empty = embedded redis-server")
+    # For a `rediss://` URL that does not say: how its certificate is checked. Heroku's
+    # Key-Value Store presents a self-signed one, so its app.json sets `none`.
+    redis_ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
     hubspot_access_token: SecretStr | None = None
     hubspot_base_url: str = "https://api.hubapi.com"
     default_region: str = "US"
@@ -84,6 +88,15 @@ class Settings(BaseSettings):
     # rest stay free for webhooks (a platform retrying into a full server loses calls).
     web_threads: int = 32
     webhook_threads: int = 8
+    # Log lines: "text" (the greppable key=value lines) or "json" (one JSON object per
+    # line, for log platforms that index fields; worker/log_format.py).
+    log_format: Literal["text", "json"] = "text"
+    # Error reports to Sentry, off when unset; events are scrubbed of bodies, credentials
+    # and every configured secret before they leave (worker/error_reporting.py).
+    sentry_dsn: SecretStr | None = None
+    # Lets a Prometheus scraper read /metrics with `Authorization: Bearer <token>` (an
+    # operator's sign-in works too). 32+ bytes, like SECRET_KEY; unset: operators only.
+    metrics_token: SecretStr | None = None
 
     # Click-to-call: each platform's API, enabled when its credentials are set.
     kavkom_api_token: SecretStr | None = None
@@ -149,7 +162,7 @@ class Settings(BaseSettings):
             )
         return " ".join(origins)
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "metrics_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -171,7 +184,12 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("hubspot_access_token")
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("hubspot_access_token", "sentry_dsn")
     @classmethod
     def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():

@@ -19,6 +19,7 @@ from worker.call_logging import give_up, sync_call
 from worker.celery_app import MAX_RETRY_DELAY_S, app
 from worker.crm.factory import crm_for_call
 from worker.mapping_files import worker_mapping_files
+from worker.metrics import CRM_SYNCS
 from worker.pipeline import (
     FoldFailed,
     calls_to_sync,
@@ -72,7 +73,7 @@ def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
         for action in result.pops:
             if action.ring_email:
-                screen_pop.apply_async((action.call_id, action.ring_email))
+                screen_pop.apply_async((action.call_id, action.ring_email, result.received_at))
         updates = {a.call_id for a in result.pops if a.update}
         if updates:
             pops.update(updates)
@@ -83,9 +84,13 @@ def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
 
 
 @app.task(name="callhook.screen_pop", ignore_result=True)
-def screen_pop(call_id: int, email: str) -> None:
-    """Look the caller up and show the card; never retried (the ringing would be over)."""
-    pops.ring(call_id, email)
+def screen_pop(call_id: int, email: str, received_at: float | None = None) -> None:
+    """Look the caller up and show the card; never retried (the ringing would be over).
+
+    `received_at` (epoch seconds) is when the ringing delivery arrived, for the pop's
+    latency; tasks queued before it was passed have none.
+    """
+    pops.ring(call_id, email, received_at=received_at)
 
 
 @app.task(name="callhook.log_call", bind=True, max_retries=None)
@@ -97,6 +102,7 @@ def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
         "crm.sync call=%s state=%s crm_id=%s error=%s",
         call_id, outcome.state, outcome.crm_id, outcome.error,
     )  # fmt: skip
+    CRM_SYNCS.inc(state=outcome.state)
     if outcome.state in ("retry", "busy"):
         if self.request.retries + 1 >= MAX_SYNC_ATTEMPTS:
             give_up(call_id, f"gave up after {MAX_SYNC_ATTEMPTS} attempts: {outcome.error}")

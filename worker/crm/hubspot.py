@@ -35,6 +35,7 @@ from worker.crm.base import (
 from worker.crm.hubspot_config import HTML_TEMPLATES, TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
+from worker.metrics import HUBSPOT_REQUESTS
 
 log = logging.getLogger("callhook.crm")
 
@@ -102,6 +103,22 @@ def translate_error(exc: Exception) -> CrmError:
     return PermanentCrmError(text, status=status)
 
 
+def _count_answer(status: int | None) -> None:
+    """Count one HubSpot request by its answer (`callhook_hubspot_requests`).
+
+    Every request ClientTransport sends comes back through here once, answered or not;
+    requests callhook's own budget held back (`_slot`) never left and are not counted.
+    The client library returns a success's body without its code: 2xx says which class.
+    """
+    if status is None:
+        label = "error"
+    elif 200 <= status < 300:
+        label = "2xx"
+    else:
+        label = str(status)
+    HUBSPOT_REQUESTS.inc(status=label)
+
+
 class ClientTransport:
     """Sends the bodies with the official client, pointed at ``HUBSPOT_BASE_URL``."""
 
@@ -132,9 +149,13 @@ class ClientTransport:
         self._slot(search)
         self.sent += 1
         try:
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            answer = fn(*args, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
+            status = getattr(exc, "status", None)
+            _count_answer(status if isinstance(status, int) else None)
             raise translate_error(exc) from exc
+        _count_answer(200)
+        return answer
 
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         page = self._call(self.client.crm.contacts.search_api.do_search, body, search=True)
@@ -202,7 +223,9 @@ class ClientTransport:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
+            _count_answer(None)
             raise TransientCrmError(f"HubSpot unreachable: {type(exc).__name__}") from exc
+        _count_answer(response.status_code)
         if response.status_code != 200:
             error = PermanentCrmError if response.status_code < 500 else TransientCrmError
             raise error(
