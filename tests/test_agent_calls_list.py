@@ -203,11 +203,14 @@ def test_any_day_and_zone_get_an_answer_never_a_5xx(client, day: str, tz: str) -
         assert answer.json["error"] in ("bad_day", "bad_tz") and answer.json["reason"]
 
 
-_token: list[str] = []
+_tokens: dict[str, str] = {}
 
 
 def token() -> str:
-    """One agent link for the whole fuzz (made when the test's database exists)."""
-    if not _token:
-        _token.append(create_link("alice@example.com"))
-    return _token[0]
+    """One agent link per database for the whole fuzz (a link is a row of that database)."""
+    from worker.settings import get_settings
+
+    database = get_settings().sqlalchemy_url
+    if database not in _tokens:
+        _tokens[database] = create_link("alice@example.com")
+    return _tokens[database]
