@@ -342,8 +342,9 @@ class LiveServer:
     def __init__(self) -> None:
         from werkzeug.serving import make_server
 
-        from webhook_receiver import create_app
+        from webhook_receiver import agent_page, create_app
 
+        agent_page.SHUTTING_DOWN.clear()  # a previous module's server set it when it closed
         self.app = create_app()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -354,6 +355,11 @@ class LiveServer:
         return f"http://127.0.0.1:{self.server.server_port}"
 
     def close(self) -> None:
+        # Open agent streams end now, as under gunicorn: left running, their next heartbeat
+        # would read the settings after the test restored the environment.
+        from webhook_receiver import agent_page
+
+        agent_page.SHUTTING_DOWN.set()
         self.server.shutdown()
 
 
