@@ -35,6 +35,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    # Signs Flask's session cookie, which carries only the console's one-shot messages.
+    app.secret_key = "flask-session:" + settings.signing_key()
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     if test_config:
         app.config.update(test_config)
@@ -53,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webhook_receiver import (
         agent_page,
         browser_headers,
+        console,
         dry_run_page,
         health,
         hubspot_widget,
@@ -71,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(kwebbl_connect.bp)
     app.register_blueprint(operator_auth.bp)
     app.register_blueprint(metrics_page.bp)
+    console.install(app)
     browser_headers.install(app)
     register_commands(app.cli)
 

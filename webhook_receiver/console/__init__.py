@@ -1,0 +1,41 @@
+"""The operator console: every call's fate, its problems and their fixes, in a browser.
+
+Server-rendered pages under ``/admin``, each behind the operator sign-in
+(``webhook_receiver/operator_auth.py``). One module per page family, each with its own
+blueprint; the templates live in ``templates/console/`` and extend ``console/base.html``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, request
+
+from webhook_receiver.console import agents, calls, health, problems
+from worker.settings import get_settings
+
+BLUEPRINTS: tuple[Blueprint, ...] = (calls.bp, problems.bp, health.bp, agents.bp)
+
+# The console's sections, in the navigation's order: (endpoint, label).
+NAV: tuple[tuple[str, str], ...] = (
+    ("console_calls.calls", "Calls"),
+    ("console_problems.problems", "Problems"),
+    ("console_health.health", "Health"),
+    ("console_agents.agents", "Agents"),
+)
+
+
+def install(app: Flask) -> None:
+    """Register the console's pages and what every console template may use."""
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+
+    @app.context_processor
+    def _console_context() -> dict[str, Any]:
+        from webhook_receiver.operator_auth import signed_in_operator
+
+        return {
+            "console_nav": [(e, label) for e, label in NAV if e in app.view_functions],
+            "console_operator": signed_in_operator() if request else None,
+            "console_dry_run": get_settings().dry_run,
+        }
