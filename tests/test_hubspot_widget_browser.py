@@ -18,9 +18,7 @@ agent's token in the X-Callhook-Agent header, never in a URL.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -31,18 +29,13 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import ROOT, Environment, LiveServer
-from tests.test_agent_page_browser import CHROMIUM_ARGS
 from tests.test_screen_pop import _pages_per_agent, live, post  # noqa: F401  (a fixture)
 from webhook_receiver.hubspot_widget import SDK_SCRIPT, bp
 from worker.agent_links import create_link
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-if CHROMIUM is None and os.environ.get("CALLHOOK_REQUIRE_BROWSER"):
-    raise RuntimeError("CALLHOOK_REQUIRE_BROWSER is set but no chromium binary was found")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (.ci/run does)"
-)
+pytestmark = needs_chromium
 
 PORTAL_ID = 26123456
 # What HubSpot's SYNC carries besides hostUrl (IFrameManager.onMessage reads these). The
@@ -102,16 +95,6 @@ class HubSpotHost:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

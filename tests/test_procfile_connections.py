@@ -40,6 +40,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.mixed_day import Deployment
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import (
     ROOT,
     TOKEN,
@@ -54,14 +55,8 @@ from tests.platforms.kavkom.fake_live import FakeKavkomLive
 from tests.platforms.kazoo.fake_api import FakeKazoo
 from tests.platforms.kwebbl.fake_api import FakeKwebbl
 from tests.platforms.uis.fake_api import FakeUis
-from tests.test_agent_page_browser import CHROMIUM_ARGS
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-if CHROMIUM is None and os.environ.get("CALLHOOK_REQUIRE_BROWSER"):
-    raise RuntimeError("CALLHOOK_REQUIRE_BROWSER is set but no chromium binary was found")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium: install Debian's chromium package (.ci/run does)"
-)
+pytestmark = needs_chromium
 
 WAIT_MS = 20_000
 SECRET_KEY = "procfile-connections-signing-key"
@@ -237,16 +232,6 @@ def deployment(
         procfile.start_listener()
         fakes = Fakes(kavkom, kwebbl, kazoo, uis, live, hubspot, kwebbl_ext, c2c)
         yield Deployed(base, procfile.env, procfile.log, fakes)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @dataclass
