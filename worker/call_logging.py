@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from worker.crm import request_journal
 from worker.crm.base import CallSnapshot, CrmAdapter, PermanentCrmError, TransientCrmError
 from worker.db import session_scope
 from worker.fold import state_hash
@@ -108,6 +109,9 @@ def _finish(
                 http_status=http_status,
                 error=error,
                 crm_id=crm_id or call.crm_id,
+                # The requests sent so far in this attempt, and its time (request_journal).
+                duration_ms=request_journal.elapsed_ms(),
+                requests=request_journal.entries(),
             )
         )
         if nothing_created:
@@ -149,6 +153,20 @@ def sync_call(
     if early is not None:
         return early
     assert snapshot is not None
+    with request_journal.recording():
+        return _log_claimed(call_id, owner, snapshot, digest, crm_for, dry_run=dry_run)
+
+
+def _log_claimed(
+    call_id: int,
+    owner: str,
+    snapshot: CallSnapshot,
+    digest: str,
+    crm_for: Callable[[int], CrmAdapter],
+    *,
+    dry_run: bool,
+) -> SyncOutcome:
+    """Write a claimed call to the CRM and store what happened (the lease is ours)."""
     action = "update" if snapshot.crm_id else "create"
     try:
         result = crm_for(call_id).log_call(snapshot)

@@ -109,7 +109,8 @@ class Call(SQLModel, table=True):
     platform_call_id: str = Field(max_length=200)
     stage: str = Field(default="ringing", max_length=16)
     direction: str | None = Field(default=None, max_length=16)
-    external_number: str | None = Field(default=None, max_length=32)
+    # Indexed: the operator console finds a caller's calls by number.
+    external_number: str | None = Field(default=None, max_length=32, index=True)
     external_number_raw: str | None = Field(default=None, max_length=200)
     company_number: str | None = Field(default=None, max_length=200)
     agent: str | None = Field(default=None, max_length=200)
@@ -208,6 +209,10 @@ class CrmSyncAttempt(SQLModel, table=True):
     http_status: int | None = None
     error: str | None = Field(default=None, sa_column=Column(sa.Text()))
     crm_id: str | None = Field(default=None, max_length=64)
+    # How long the attempt took, and each HubSpot request it sent ("METHOD /path", status,
+    # ms, error): `worker/crm/request_journal.py`. None on attempts made before 0004.
+    duration_ms: int | None = None
+    requests: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class DryRunRequest(SQLModel, table=True):

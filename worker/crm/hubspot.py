@@ -24,6 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from worker.agents import AgentDirectory
+from worker.crm import request_journal
 from worker.crm.base import (
     CallSnapshot,
     Contact,
@@ -119,6 +120,13 @@ def _count_answer(status: int | None) -> None:
     HUBSPOT_REQUESTS.inc(status=label)
 
 
+ACCOUNT_INFO = "GET /account-info/v3/details"
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
 class ClientTransport:
     """Sends the bodies with the official client, pointed at ``HUBSPOT_BASE_URL``."""
 
@@ -145,39 +153,73 @@ class ClientTransport:
                 retry_after=wait,
             )
 
-    def _call(self, fn: Any, *args: Any, search: bool = False, **kwargs: Any) -> Any:
+    def _call(self, request: str, fn: Any, *args: Any, search: bool = False, **kwargs: Any) -> Any:
+        """Send one request (`request` is "METHOD /path", for the sync's journal)."""
         self._slot(search)
         self.sent += 1
+        started = time.perf_counter()
+        # The generated client's `<name>_with_http_info` twin answers (data, status,
+        # headers): the journal keeps HubSpot's real status (201 for a create).
+        with_info = getattr(fn.__self__, f"{fn.__name__}_with_http_info")
         try:
-            answer = fn(*args, _request_timeout=self.timeout, **kwargs)
+            answer, status, _headers = with_info(*args, _request_timeout=self.timeout, **kwargs)
         except Exception as exc:
             status = getattr(exc, "status", None)
-            _count_answer(status if isinstance(status, int) else None)
-            raise translate_error(exc) from exc
-        _count_answer(200)
+            status = status if isinstance(status, int) else None
+            _count_answer(status)
+            error = translate_error(exc)
+            request_journal.note(request, status, _ms_since(started), str(error))
+            raise error from exc
+        _count_answer(status)
+        request_journal.note(request, status, _ms_since(started))
         return answer
 
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        page = self._call(self.client.crm.contacts.search_api.do_search, body, search=True)
+        page = self._call(
+            "POST /crm/v3/objects/contacts/search",
+            self.client.crm.contacts.search_api.do_search,
+            body,
+            search=True,
+        )
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        page = self._call(self.client.crm.objects.calls.search_api.do_search, body, search=True)
+        page = self._call(
+            "POST /crm/v3/objects/calls/search",
+            self.client.crm.objects.calls.search_api.do_search,
+            body,
+            search=True,
+        )
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def create_call(self, body: dict[str, Any]) -> str:
-        return str(self._call(self.client.crm.objects.calls.basic_api.create, body).id)
+        return str(
+            self._call(
+                "POST /crm/v3/objects/calls", self.client.crm.objects.calls.basic_api.create, body
+            ).id
+        )
 
     def update_call(self, crm_id: str, body: dict[str, Any]) -> None:
-        self._call(self.client.crm.objects.calls.basic_api.update, crm_id, body)
+        self._call(
+            "PATCH /crm/v3/objects/calls/{id}",
+            self.client.crm.objects.calls.basic_api.update,
+            crm_id,
+            body,
+        )
 
     def owner_id_for_email(self, email: str) -> str | None:
-        page = self._call(self.client.crm.owners.owners_api.get_page, email=email, limit=1)
+        page = self._call(
+            "GET /crm/v3/owners", self.client.crm.owners.owners_api.get_page, email=email, limit=1
+        )
         return str(page.results[0].id) if page.results else None
 
     def owner_by_id(self, owner_id: str) -> dict[str, Any] | None:
         try:
-            owner = self._call(self.client.crm.owners.owners_api.get_by_id, int(owner_id))
+            owner = self._call(
+                "GET /crm/v3/owners/{id}",
+                self.client.crm.owners.owners_api.get_by_id,
+                int(owner_id),
+            )
         except PermanentCrmError as exc:
             if exc.status == 404:
                 return None
@@ -186,27 +228,55 @@ class ClientTransport:
                 "last": owner.last_name}  # fmt: skip
 
     def create_contact(self, body: dict[str, Any]) -> str:
-        return str(self._call(self.client.crm.contacts.basic_api.create, body).id)
+        return str(
+            self._call(
+                "POST /crm/v3/objects/contacts", self.client.crm.contacts.basic_api.create, body
+            ).id
+        )
 
     def search_deals(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        page = self._call(self.client.crm.deals.search_api.do_search, body, search=True)
+        page = self._call(
+            "POST /crm/v3/objects/deals/search",
+            self.client.crm.deals.search_api.do_search,
+            body,
+            search=True,
+        )
         return [{"id": r.id, "properties": r.properties or {}} for r in page.results]
 
     def associate_call(self, call_id: str, to_type: str, to_id: str, type_id: int) -> None:
         spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]
         self._call(
-            self.client.crm.associations.v4.basic_api.create, "calls", call_id, to_type, to_id, spec
+            "PUT /crm/v4/objects/calls/{id}/associations/{type}/{id}",
+            self.client.crm.associations.v4.basic_api.create,
+            "calls",
+            call_id,
+            to_type,
+            to_id,
+            spec,
         )
 
     def create_task(self, body: dict[str, Any]) -> str:
-        return str(self._call(self.client.crm.objects.tasks.basic_api.create, body).id)
+        return str(
+            self._call(
+                "POST /crm/v3/objects/tasks", self.client.crm.objects.tasks.basic_api.create, body
+            ).id
+        )
 
     def update_task(self, task_id: str, body: dict[str, Any]) -> None:
-        self._call(self.client.crm.objects.tasks.basic_api.update, task_id, body)
+        self._call(
+            "PATCH /crm/v3/objects/tasks/{id}",
+            self.client.crm.objects.tasks.basic_api.update,
+            task_id,
+            body,
+        )
 
     def delete_task(self, task_id: str) -> None:
         try:
-            self._call(self.client.crm.objects.tasks.basic_api.archive, task_id)
+            self._call(
+                "DELETE /crm/v3/objects/tasks/{id}",
+                self.client.crm.objects.tasks.basic_api.archive,
+                task_id,
+            )
         except PermanentCrmError as exc:
             if exc.status != 404:  # already gone (a rep deleted it): done
                 raise
@@ -216,6 +286,7 @@ class ClientTransport:
         # timeout, so this one documented GET goes out directly.
         self._slot(search=False)
         self.sent += 1
+        started = time.perf_counter()
         try:
             response = requests.get(
                 f"{self.base_url}/account-info/v3/details",
@@ -224,8 +295,11 @@ class ClientTransport:
             )
         except requests.RequestException as exc:
             _count_answer(None)
-            raise TransientCrmError(f"HubSpot unreachable: {type(exc).__name__}") from exc
+            reason = f"HubSpot unreachable: {type(exc).__name__}"
+            request_journal.note(ACCOUNT_INFO, None, _ms_since(started), reason)
+            raise TransientCrmError(reason) from exc
         _count_answer(response.status_code)
+        request_journal.note(ACCOUNT_INFO, response.status_code, _ms_since(started))
         if response.status_code != 200:
             error = PermanentCrmError if response.status_code < 500 else TransientCrmError
             raise error(
