@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from worker.agents import Agent, AgentDirectory
-from worker.crm.base import CrmError
+from worker.crm.base import Contact, CrmError
 from worker.crm.factory import crm_for_lookups
 from worker.crm.hubspot import HubSpotCrm
 from worker.db import get_engine, session_scope
@@ -211,22 +211,41 @@ def build_card(
     if call.external_number:
         try:
             contact = crm.find_contact_by_number(call.external_number)
-            if contact is not None:
-                owner = crm.owner(contact.properties.get("hubspot_owner_id"))
-                card["contact"] = {
-                    "id": contact.id,
-                    "name": contact.name or contact.properties.get("email") or "(no name)",
-                    "company": contact.properties.get("company"),
-                    "owner": " ".join(filter(None, [owner.get("first"), owner.get("last")]))
-                    if owner
-                    else None,
-                    "url": record_url(crm, client, portal_id, contact.id),
-                }
         except CrmError as exc:
             # The phone rings now: show the number at once rather than retry.
             log.warning("pop.lookup_failed call=%s error=%s", call.id, exc)
             card["lookup_error"] = "HubSpot did not answer; the caller may be a known contact."
+            return card
+        if contact is not None:
+            card["contact"] = {
+                "id": contact.id,
+                "name": contact.name or contact.properties.get("email") or "(no name)",
+                "company": contact.properties.get("company"),
+                "owner": _owner_name(crm, contact, call.id),
+                "url": _contact_url(crm, client, portal_id, contact.id, call.id),
+            }
     return card
+
+
+def _owner_name(crm: HubSpotCrm, contact: Contact, call_id: int | None) -> str | None:
+    """The contact owner's name; a failed owner lookup costs the card this line only."""
+    try:
+        owner = crm.owner(contact.properties.get("hubspot_owner_id"))
+    except CrmError as exc:
+        log.warning("pop.owner_lookup_failed call=%s error=%s", call_id, exc)
+        return None
+    return " ".join(filter(None, [owner.get("first"), owner.get("last")])) if owner else None
+
+
+def _contact_url(
+    crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str, call_id: int | None
+) -> str | None:
+    """The record link; a failed account-info lookup costs the card its link only."""
+    try:
+        return record_url(crm, client, portal_id, contact_id)
+    except CrmError as exc:
+        log.warning("pop.record_link_failed call=%s error=%s", call_id, exc)
+        return None
 
 
 def publish(

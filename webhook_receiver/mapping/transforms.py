@@ -30,6 +30,11 @@ def to_e164(raw: object, region: str) -> str | None:
     leading ``+`` ("33612345678"): when the number does not parse as a national
     number of ``region``, it is tried again as an international one. Short
     internal extensions ("1001") parse as neither and give None.
+
+    A number valid per ``phonenumbers``' metadata wins; failing that, one of a possible
+    length for its country (``IS_POSSIBLE``, never "local only") is kept as well: ranges
+    newer than the metadata (``+44 7700 900123``) are real callers whose contacts hold
+    exactly those digits. Click-to-call still dials only valid numbers (worker/dialing.py).
     """
     text = str(raw).strip()
     if text.lower() in ANONYMOUS:
@@ -39,14 +44,25 @@ def to_e164(raw: object, region: str) -> str | None:
     candidates = [text]
     if not text.startswith("+") and re.fullmatch(r"[\d\s().-]{8,}", text):
         candidates.append("+" + re.sub(r"\D", "", text))
+    parsed = []
     for candidate in candidates:
         try:
-            number = phonenumbers.parse(candidate, region)
+            parsed.append(phonenumbers.parse(candidate, region))
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    for accept in (phonenumbers.is_valid_number, is_plausible_number):
+        for number in parsed:
+            if accept(number):
+                return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+def is_plausible_number(number: phonenumbers.PhoneNumber) -> bool:
+    """A possible length for its country's numbers, dialable from anywhere."""
+    return (
+        phonenumbers.is_possible_number_with_reason(number)
+        == phonenumbers.ValidationResult.IS_POSSIBLE
+    )
 
 
 def _number(raw: object) -> float:

@@ -313,9 +313,14 @@ def national_number(e164: str) -> str:
     return str(phonenumbers.parse(e164).national_number)
 
 
-def contact_numbers(contact: Contact, region: str) -> set[str]:
-    """The E.164 forms of a contact's numbers; unparseable ones are left out."""
-    found = set()
+def contact_numbers(contact: Contact, region: str) -> tuple[set[str], set[str]]:
+    """The E.164 forms of a contact's numbers: (valid ones, merely possible ones).
+
+    A valid number carries a country the caller's must equal. A possible-but-invalid one
+    (a range newer than the metadata: +44 7700 900123) proves nothing against a caller,
+    but equal digits are a match. Unparseable ones are left out.
+    """
+    valid, possible = set(), set()
     for prop in ("phone", "mobilephone"):
         raw = contact.properties.get(prop)
         if not raw:
@@ -324,9 +329,12 @@ def contact_numbers(contact: Contact, region: str) -> set[str]:
             number = phonenumbers.parse(str(raw), region)
         except phonenumbers.NumberParseException:
             continue
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         if phonenumbers.is_valid_number(number):
-            found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-    return found
+            valid.add(e164)
+        elif phonenumbers.is_possible_number(number):
+            possible.add(e164)
+    return valid, possible
 
 
 class HubSpotCrm:
@@ -384,8 +392,10 @@ class HubSpotCrm:
         `recheck_miss` asks HubSpot again when the cache only remembers that nobody was
         found (before creating a contact). The calculated properties match on the
         national number alone, so +33 6… and +44 6… could both match: a contact whose
-        stored number parses to another country is rejected; those whose number cannot
-        be parsed are kept only when no exact match exists.
+        stored number is valid in another country is rejected; those whose number cannot
+        be parsed, or is only possible, are kept when no exact match exists. A caller's
+        number that is possible but not valid (newer than the metadata) matches on its
+        digits.
         """
         if e164 in self.company_numbers:
             return []
@@ -403,10 +413,10 @@ class HubSpotCrm:
         exact, unsure = [], []
         for row in results:  # HubSpot sorted them, most recently modified first
             contact = Contact(id=str(row["id"]), properties=row.get("properties") or {})
-            numbers = contact_numbers(contact, self.region)
-            if e164 in numbers:
+            valid, possible = contact_numbers(contact, self.region)
+            if e164 in valid or e164 in possible:
                 exact.append(contact)
-            elif not numbers:
+            elif not valid:  # nothing proves another country: kept if nothing better
                 unsure.append(contact)
         return exact or unsure
 

@@ -78,8 +78,11 @@ SAMPLE_EVENT = {
     # An A leg (call_direction inbound) authorized by a device, dialling a 10+ digit number:
     # the user is calling out.
     "direction": "outbound",
-    # +1 555 numbers are not valid numbers: no E.164, the raw text is kept.
+    # +1 555 numbers are not valid per the metadata but of a possible length: kept in
+    # E.164 (contacts holding these digits match), beside the raw text.
+    "external_number": "+15552345678",
     "external_number_raw": "+15552345678",
+    "company_number": "+15556783945",  # the caller id the account sends (possible, too)
     "agent": OWNER,
     # "63724349409" Gregorian seconds minus 62167219200 = 1557130209 (Unix)
     "occurred_at": "2019-05-06T08:10:09Z",
