@@ -15,6 +15,14 @@ says of ``POST /api/pbx/v1/active_call/call``:
 The documentation gives no status or body for a rejected token: an unknown token gets 401 and a
 token without the route or domain 403, both in the PBX error envelope (constructed).
 
+And ``GET /api/pbx/v1/extension/list`` ("Managing calls - PBX API / List extensions"):
+``domain_uuid`` in the query string (a GET), ``limit`` (1 to 5000, default 15) and ``page``;
+the PBX envelope ``{"data": [...], "success": true, "message": ...}`` whose rows have the
+documented example's fields (``extension_uuid``, ``domain_uuid``, ``extension``,
+``password``, ``user_context``, ``enabled``) plus ``description`` and
+``outbound_caller_id_name``, two of the documented sort columns. Tests name extensions
+with ``describe``.
+
 Tests steer it with ``switch_rejects`` (the switch's verdict for an extension),
 ``fail_next`` (a scripted HTTP failure), ``stall_next`` (an answer that comes too late) and
 read every request with ``requests()``.
@@ -34,6 +42,8 @@ from tests.fake_server import FakeHttpServer
 
 CALL_PATH = "/api/pbx/v1/active_call/call"
 ROUTE = "active_call/call"
+LIST_PATH = "/api/pbx/v1/extension/list"
+LIST_ROUTE = "extension/list"
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -58,7 +68,10 @@ class FakeKavkom(FakeHttpServer):
         self.domain_uuid = domain_uuid
         self.extensions = set(extensions)
         # token → (linked domains, authorized routes): docs, "API token X-API-TOKEN & domain_uuid".
-        self.tokens: dict[str, tuple[set[str], set[str]]] = {token: ({domain_uuid}, {ROUTE})}
+        self.tokens: dict[str, tuple[set[str], set[str]]] = {
+            token: ({domain_uuid}, {ROUTE, LIST_ROUTE})
+        }
+        self.descriptions: dict[str, str] = {}  # extension → description (the person)
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._switch: dict[str, str] = {}
@@ -83,6 +96,11 @@ class FakeKavkom(FakeHttpServer):
     ) -> None:
         self._failures.append((status, body, retry_after))
 
+    def describe(self, extension: str, description: str) -> None:
+        """An extension of the domain, described (in Kavkom's admin) with its user's name."""
+        self.extensions.add(extension)
+        self.descriptions[extension] = description
+
     def stall_next(self, seconds: float) -> None:
         """The next call is placed, but the answer comes after ``seconds``."""
         self._stall = seconds
@@ -102,6 +120,8 @@ class FakeKavkom(FakeHttpServer):
             if retry_after is not None:
                 response.headers["Retry-After"] = retry_after
             return response
+        if request.path == LIST_PATH and request.method == "GET":
+            return self._list_extensions(request)
         if request.path != CALL_PATH or request.method != "POST":
             return _pbx_error(404, "Not found")
         grant = self.tokens.get(request.headers.get("X-API-TOKEN", ""))
@@ -137,4 +157,44 @@ class FakeKavkom(FakeHttpServer):
                 "call_uuid": str(uuid.uuid4()),
                 "recording": "+OK",
             },
+        )
+
+    def _list_extensions(self, request: Request) -> Response:
+        grant = self.tokens.get(request.headers.get("X-API-TOKEN", ""))
+        if grant is None:
+            return _pbx_error(401, "Unauthenticated.")  # constructed, see module docstring
+        domain = request.args.get("domain_uuid")
+        if not domain:
+            return _pbx_error(
+                422,
+                "Model is not valid",
+                validationErrors={"domain_uuid": "The domain uuid field is required."},
+            )
+        domains, routes = grant
+        if domain not in domains or LIST_ROUTE not in routes:
+            return _pbx_error(403, "This token is not authorized for this route or domain.")
+        try:
+            limit = int(request.args.get("limit", 15))
+            page = int(request.args.get("page", 1))
+        except ValueError:
+            return _pbx_error(422, "Model is not valid", validationErrors={"limit": "integer"})
+        if not 1 <= limit <= 5000 or page < 1:
+            return _pbx_error(422, "Model is not valid", validationErrors={"limit": "1 to 5000"})
+        rows = [
+            {
+                # Kavkom docs, "List extensions", response example; the UUID is derived.
+                "extension_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{domain}/{ext}")),
+                "domain_uuid": domain,
+                "extension": ext,
+                "password": "aB3xY9zK",
+                "user_context": "client.kavkom.com",
+                "enabled": "true",
+                "description": self.descriptions.get(ext, ""),
+                "outbound_caller_id_name": "",
+            }
+            for ext in sorted(self.extensions)
+        ]
+        chunk = rows[(page - 1) * limit : page * limit]
+        return _json(
+            200, {"data": chunk, "success": True, "message": "Action completed successfully"}
         )

@@ -26,7 +26,15 @@ create is validated against ``schemas/webhooks.json`` (``name``, ``uri``, ``hook
 ``http_verb`` get/post/put; ``format`` form-data/json) and answered 201 with the stored
 document. ``version`` is the envelope's KAZOO version ("4.2.x" servers know no ``format``).
 
-Tests add click-to-call endpoints (``add_c2c``) and hooks (``add_webhook``), script failures
+And the account's users and devices (``GET /v2/accounts/{ACCOUNT_ID}/users|devices``), after
+``applications/crossbar/doc/users.md`` ("Fetch": summaries with ``id``, ``email``,
+``first_name``, ``last_name``, ``username``, ``priv_level``, ``features``, ``timezone``)
+and ``devices.md`` ("Fetch the device summary": ``id``, ``name``, ``enabled``, ``flags``,
+``features``, ``owner_id``, ``device_type``, ``mac_address``, ``username``), paged as the
+webhooks are.
+
+Tests add click-to-call endpoints (``add_c2c``), hooks (``add_webhook``), users
+(``add_user``) and devices (``add_device``), script failures
 (``fail_next``), and read ``requests()``, the originated ``calls`` and ``webhooks``.
 """
 
@@ -47,6 +55,7 @@ from tests.fake_server import FakeHttpServer
 
 PATH = re.compile(r"^/v2/accounts/([^/]+)/clicktocall/([^/]+)/connect$")
 WEBHOOKS_PATH = re.compile(r"^/v2/accounts/([^/]+)/webhooks$")
+DIRECTORY_PATH = re.compile(r"^/v2/accounts/([^/]+)/(users|devices)$")
 # GET /v2/webhooks on a 4.3 system: the hooks a webhook document may name, plus `all`.
 AVAILABLE_HOOKS = (
     "all",
@@ -106,6 +115,8 @@ class FakeKazoo(FakeHttpServer):
         self.page_size = page_size
         self.c2c: dict[str, dict[str, Any]] = {}
         self.webhooks: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.devices: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
@@ -161,6 +172,36 @@ class FakeKazoo(FakeHttpServer):
         }
         return hook_id
 
+    def add_user(self, first_name: str, last_name: str, email: str | None = None) -> str:
+        """A user (docs: users.md, "Fetch" summary); returns its id, the devices' owner_id."""
+        user_id = uuid.uuid4().hex
+        self.users[user_id] = {
+            "id": user_id,
+            "first_name": first_name,
+            "last_name": last_name,
+            "features": ["caller_id"],
+            "priv_level": "user",
+            "timezone": "Europe/Paris",
+            **({"email": email, "username": email} if email else {}),
+        }
+        return user_id
+
+    def add_device(self, owner_id: str | None, username: str, name: str = "Desk phone") -> str:
+        """A SIP device (docs: devices.md, "Fetch the device summary"); returns its id."""
+        device_id = uuid.uuid4().hex
+        self.devices[device_id] = {
+            "id": device_id,
+            "name": name,
+            "enabled": True,
+            "flags": [],
+            "features": [],
+            "device_type": "sip_device",
+            "mac_address": "001122334455",
+            "username": username,
+            **({"owner_id": owner_id} if owner_id else {}),
+        }
+        return device_id
+
     def fail_next(self, status: int) -> None:
         self._failures.append(status)
 
@@ -188,6 +229,9 @@ class FakeKazoo(FakeHttpServer):
         hooks = WEBHOOKS_PATH.match(request.path)
         if hooks is not None:
             return self._webhooks_api(request, hooks.group(1))
+        listing = DIRECTORY_PATH.match(request.path)
+        if listing is not None and request.method == "GET":
+            return self._directory(request, *listing.groups())
         match = PATH.match(request.path)
         if match is None:
             return self._error(404, "bad_identifier", {"message": "bad identifier"})
@@ -241,6 +285,28 @@ class FakeKazoo(FakeHttpServer):
         if request.method == "PUT":
             return self._create_webhook(request)
         return self._error(405, "method_not_allowed", {"message": "method not allowed"})
+
+    def _directory(self, request: Request, account_id: str, what: str) -> Response:
+        if request.headers.get("X-Auth-Token") != self.auth_token:
+            return self._error(401, "invalid_credentials", {"message": "invalid credentials"})
+        if account_id != self.account_id:
+            return self._error(403, "forbidden", {"message": "forbidden"})
+        docs = self.users if what == "users" else self.devices
+        ids = sorted(docs)
+        # The smaller of what the client asks and the server's own page size (crossbar caps it).
+        size = min(int(request.args.get("page_size") or self.page_size), self.page_size)
+        start = request.args.get("start_key")
+        first = ids.index(base64.urlsafe_b64decode(start).decode()) if start else 0
+        body: dict[str, Any] = {
+            "status": "success",
+            "data": [docs[i] for i in ids[first : first + size]],
+        }
+        body["page_size"] = len(body["data"])
+        if start:
+            body["start_key"] = start
+        if first + size < len(ids):
+            body["next_start_key"] = base64.urlsafe_b64encode(ids[first + size].encode()).decode()
+        return self._envelope(200, body)
 
     def _list_webhooks(self, request: Request) -> Response:
         # The view's key is [account_id, doc id]: summaries in id order.

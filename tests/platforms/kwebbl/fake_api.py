@@ -16,6 +16,9 @@ Realtime API (``fake.url``, base path ``/v100``):
   subscription in the body), ``DELETE /subscriptions/{id}`` (``{"ok": true}``); no modify;
   scopes ``calls.events``, ``.personal``, ``.presence`` (presence: the four basic events in
   mode ``presence`` only);
+- "List of Extensions": ``GET /extensions``, a JSON array of ``{id, name, number, type,
+  external_number (dialplans only)}``; users need the ``company.users`` scope and
+  dialplans ``company.dialplans`` (403 ``access_denied`` with neither);
 - the error object ``{status_code, error_code, message}`` with 400 ``validation``,
   401 ``invalid_grant``, 403 ``access_denied``, 404 ``entity_not_exist``; the ``message``
   texts are the document's descriptions of each code;
@@ -168,10 +171,11 @@ class FakeKwebbl(FakeHttpServer):
         return self.auth_url + self.base_path
 
     # -- what tests arrange ----------------------------------------------------------
-    def add_extension(self, number: str, kind: str = "user") -> str:
-        """A user or dialplan extension; returns its 32-hex id."""
+    def add_extension(self, number: str, kind: str = "user", *, name: str = "") -> str:
+        """A user or dialplan extension; returns its 32-hex id. ``name``: the user's first and
+        last name, or the dialplan's name, as ``GET /extensions`` shows it."""
         extension_id = secrets.token_hex(16)
-        self.extensions[extension_id] = {"number": number, "type": kind}
+        self.extensions[extension_id] = {"number": number, "type": kind, "name": name}
         return extension_id
 
     def issue_token(self, *, owner: str, scope: str = "calls.create") -> str:
@@ -251,6 +255,8 @@ class FakeKwebbl(FakeHttpServer):
             return self._token(request)
         if path == f"{self.base_path}/calls" and method == "POST":
             return self._place_call(request)
+        if path == f"{self.base_path}/extensions" and method == "GET":
+            return self._list_extensions(request)
         if path == f"{self.base_path}/subscriptions" and method in ("GET", "POST"):
             return self._subscriptions(request)
         prefix = f"{self.base_path}/subscriptions/"
@@ -431,6 +437,24 @@ class FakeKwebbl(FakeHttpServer):
             return _invalid("Creating calls between 2 external numbers is not allowed")
         self.calls.append({"from": source, "to": target})
         return Response("", status=202)  # Doc: "202 Accepted", no body.
+
+    def _list_extensions(self, request: Request) -> Response:
+        grant = self._bearer(request)
+        if isinstance(grant, Response):
+            return grant
+        scopes = set(grant["scope"].split())
+        kinds = {k for k, scope in (("user", "company.users"), ("dialplan", "company.dialplans"))
+                 if scope in scopes}  # fmt: skip
+        if not kinds:
+            return _error(403, "access_denied", "No permission to access the required scopes")
+        with self._state:
+            rows = [
+                {"id": extension_id, "name": ext.get("name", ""), "number": ext["number"],
+                 "type": ext["type"]}
+                for extension_id, ext in self.extensions.items()
+                if ext["type"] in kinds
+            ]  # fmt: skip
+        return _json(rows)
 
     def _agent_problem(self, name: str, agent: Any) -> str | None:
         if not isinstance(agent, dict) or not (agent.get("number") or agent.get("extension_id")):

@@ -23,6 +23,14 @@ digits, ``employee: {id, phone_number}``, ...), its result ``{"data": {"call_ses
 no_active_phone_number, virtual_phone_number_not_found, own_virtual_phone_number_not_allowed,
 contact_in_blacklist).
 
+And the Data API's ``get.employees`` (``fake.data_url``, path ``/v2.0`` as
+``https://dataapi.uiscom.ru/v2.0``), from the UIS Data API documentation
+(https://www.uiscom.ru/academiya/spravochnyj-centr/dokumentatsiya-api/data_api/), method
+"get.employees": params ``access_token``, ``limit``, ``offset``, ``fields``; result
+``{"data": [...], "metadata": {...}}``; each employee with ``id``, ``full_name``,
+``first_name``, ``last_name``, ``email`` and ``extension: {extension_phone_number}``. Tests
+give an employee these with ``add_employee(..., full_name=, email=, extension=)``.
+
 Where an error's metadata goes is not documented: like UIS's Data API (same platform; see
 the client of github.com/zfullio/comagic-service, ``pkg/comagic/client.go``), it is
 ``error.data.metadata``. What UIS does with a "+" in ``contact`` is not documented either:
@@ -41,6 +49,9 @@ from werkzeug.wrappers import Request, Response
 from tests.fake_server import FakeHttpServer
 
 METHOD = "start.employee_call"
+DATA_METHOD = "get.employees"
+EMPLOYEE_FIELDS = {"id", "full_name", "first_name", "last_name", "email", "extension", "login",
+                   "status", "phone_numbers"}  # fmt: skip
 PARAMS = {
     "access_token",
     "first_call",
@@ -96,8 +107,11 @@ class FakeUis(FakeHttpServer):
         access_token: str,
         virtual_numbers: list[str] | tuple[str, ...] = ("74993720692",),
         base_path: str = "/v4.0",
+        data_path: str = "/v2.0",
     ):
         self.base_path = base_path
+        self.data_path = data_path
+        self.profiles: dict[int, dict[str, Any]] = {}  # id → what get.employees shows
         self.tokens: dict[str, str] = {access_token: "active"}  # → active|expired|blocked
         self.virtual_numbers = set(virtual_numbers)
         self.employees: dict[int, list[str]] = {}  # id → active phone numbers
@@ -123,10 +137,34 @@ class FakeUis(FakeHttpServer):
     def url(self) -> str:
         return self.root_url + self.base_path
 
+    @property
+    def data_url(self) -> str:
+        return self.root_url + self.data_path
+
     # -- what tests arrange ----------------------------------------------------------
-    def add_employee(self, employee_id: int, phone_numbers: list[str] | None = None) -> None:
+    def add_employee(
+        self,
+        employee_id: int,
+        phone_numbers: list[str] | None = None,
+        *,
+        full_name: str = "",
+        email: str | None = None,
+        extension: str | None = None,
+    ) -> None:
         """An employee; ``[]`` means none of their numbers is active."""
         self.employees[employee_id] = ["79260000001"] if phone_numbers is None else phone_numbers
+        last, _, first = full_name.partition(" ")  # UIS writes "Last First [Patronymic]"
+        self.profiles[employee_id] = {
+            "id": employee_id,
+            "full_name": full_name,
+            "first_name": first.split(" ")[0] if first else "",
+            "last_name": last,
+            "email": email,
+            "extension": {"extension_phone_number": extension},
+            "login": f"employee{employee_id}",
+            "status": "available",
+            "phone_numbers": [{"phone_number": n} for n in self.employees[employee_id]],
+        }
 
     def set_token(self, token: str, state: str) -> None:
         self.tokens[token] = state
@@ -152,6 +190,8 @@ class FakeUis(FakeHttpServer):
     def _handle(self, request: Request, raw: str) -> Response:
         if self._scripted and isinstance(self._scripted[0], int):
             return Response("<html>Bad gateway</html>", status=self._scripted.pop(0))
+        if request.path == self.data_path and request.method == "POST":
+            return self._data_api(raw)
         if request.path != self.base_path or request.method != "POST":
             return Response("Not found", status=404)
         try:
@@ -339,3 +379,43 @@ class FakeUis(FakeHttpServer):
         session_id = next(self._session_ids)
         self.calls.append({"call_session_id": session_id, **params})
         return {"call_session_id": session_id}
+
+    # -- the Data API ---------------------------------------------------------------------
+    def _data_api(self, raw: str) -> Response:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._reply(
+                None,
+                error=RpcError(-32700, "Invalid JSON was received by the server.", "parse_error"),
+            )
+        request_id = body.get("id") if isinstance(body, dict) else None
+        try:
+            if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+                raise RpcError(
+                    -32600,
+                    "Invalid Request The JSON sent is not a valid Request object",
+                    "invalid_request",
+                )
+            if body.get("method") != DATA_METHOD:
+                raise RpcError(
+                    -32601, "The method does not exist / is not available", "method_not_found"
+                )
+            params = body.get("params") if isinstance(body.get("params"), dict) else {}
+            self._authenticate(params.get("access_token"))
+            result = self._get_employees(params)
+        except RpcError as exc:
+            return self._reply(request_id, error=exc)
+        return self._reply(request_id, result=result)
+
+    def _get_employees(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        fields = params.get("fields") or sorted(EMPLOYEE_FIELDS)
+        unknown = [f for f in fields if f not in EMPLOYEE_FIELDS]
+        if unknown:
+            raise RpcError(
+                -32602, "Invalid parameter value", "invalid_parameter_value",
+                field="fields", value=unknown[0],
+            )  # fmt: skip
+        limit, offset = int(params.get("limit", 1000)), int(params.get("offset", 0))
+        rows = [self.profiles[i] for i in sorted(self.profiles)][offset : offset + limit]
+        return [{k: row.get(k) for k in fields} for row in rows]
