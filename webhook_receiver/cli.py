@@ -263,6 +263,56 @@ def mappings_try(platform: str, payload_file: Path) -> None:
     click.echo(json.dumps(body, indent=2))
 
 
+@mappings.command("golden")
+@click.option("--update", is_flag=True, help="Write the golden files instead of checking them.")
+@click.option(
+    "--fixtures",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("tests/platforms"),
+    show_default=True,
+    help="The folder holding <platform>/fixtures/.",
+)
+@click.option("--platform", default=None, help="Only this platform's fixtures.")
+def mappings_golden(update: bool, root: Path, platform: str | None) -> None:
+    """Check (or --update) each fixture's golden file: the events its mapping gives.
+
+    After a deliberate change to a mapping file, run with --update and read the diff
+    (`git diff tests/platforms`): it shows what the change did to every fixture.
+    """
+    from webhook_receiver.mapping import load_mappings
+    from webhook_receiver.mapping.golden import check, platform_fixtures
+
+    settings = _settings_or_exit()
+    try:
+        files = load_mappings(settings.mappings_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not root.is_dir():
+        raise click.ClickException(f"no fixtures folder {root} (run from the checkout's root)")
+    found = [(p, f) for p, f in platform_fixtures(root, files) if platform in (None, p)]
+    if not found:
+        raise click.ClickException(
+            f"no fixtures under {root}" + (f" for {platform}" if platform else "")
+        )
+    stale = 0
+    for name, fixture in found:
+        result = check(files, name, fixture)
+        if result.ok:
+            continue
+        stale += 1
+        if update:
+            result.golden.write_text(result.expected, encoding="utf-8")
+            click.echo(f"{'wrote' if result.current is None else 'updated'}  {result.golden}")
+        else:
+            click.echo(f"{'missing' if result.current is None else 'differs'}  {result.golden}")
+    click.echo(
+        f"{len(found)} fixture(s), {stale} golden file(s) {'written' if update else 'stale'}"
+    )
+    if stale and not update:
+        raise SystemExit(1)
+
+
 # -- dry run, calls, events -------------------------------------------------------------
 @cli.command("dry-run")
 @click.option("--call", "call_id", type=int, default=None, help="Only this call's requests.")
