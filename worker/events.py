@@ -136,7 +136,3 @@ class CallEvent(BaseModel):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CallEvent:
         return cls.model_validate(data)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -37,6 +37,7 @@ from worker.crm.hubspot_config import HTML_TEMPLATES, TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
 from worker.metrics import HUBSPOT_REQUESTS
+from worker.retry_after import retry_after_seconds
 
 log = logging.getLogger("callhook.crm")
 
@@ -66,17 +67,13 @@ class Transport(Protocol):
 class ContactCache(Protocol):
     """Where lookups are remembered across processes (Redis in the worker and web)."""
 
-    def get(self, e164: str) -> tuple[bool, Contact | None]: ...
-    def put(self, e164: str, contact: Contact | None) -> None: ...
+    def get(self, e164: str) -> tuple[bool, list[Contact]]: ...
+    def put(self, e164: str, contacts: list[Contact]) -> None: ...
     def forget(self, e164: str) -> None: ...
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("Retry-After") if headers else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(headers.get("Retry-After") if headers else None)
 
 
 def translate_error(exc: Exception) -> CrmError:

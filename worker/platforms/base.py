@@ -16,9 +16,7 @@ twice. The agent is told to check their phone instead.
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +26,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
+
+from worker.retry_after import retry_after_seconds
 
 # (connect, read) seconds for `requests`; a client whose platform answers slowly says so.
 Timeouts = tuple[float, float]
@@ -115,21 +115,6 @@ def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
     if len(clean) > _MAX_PLATFORM_TEXT:
         clean = clean[: _MAX_PLATFORM_TEXT - 1] + "…"
     return clean
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:
