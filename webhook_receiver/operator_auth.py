@@ -33,7 +33,6 @@ from flask import (
 
 from worker.agent_links import OPERATOR, LinkHolder, holder
 from worker.models import utcnow
-from worker.settings import get_settings
 
 bp = Blueprint("operator", __name__)
 log = logging.getLogger("callhook.operator")
@@ -121,4 +120,33 @@ def sign_out():  # type: ignore[no-untyped-def]
 def home():  # type: ignore[no-untyped-def]
     operator = signed_in_operator()
     assert operator is not None
-    return render_template("operator_home.html", operator=operator, dry_run=get_settings().dry_run)
+    return render_template("console/home.html", counts=_overview_counts())
+
+
+def _overview_counts() -> dict[str, int]:
+    """What the overview says at a glance: today's calls, and what needs the operator."""
+    from datetime import datetime, time
+
+    from sqlalchemy import func
+    from sqlmodel import Session, select
+
+    from worker.db import get_engine
+    from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
+
+    midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
+    top = Call.merged_into.is_(None)  # type: ignore[union-attr]
+    with Session(get_engine()) as session:
+
+        def count(*where: Any, model: Any = Call) -> int:
+            return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+        return {
+            "calls_today": count(top, Call.started_at >= midnight),  # type: ignore[operator]
+            "logged_today": count(
+                top,
+                Call.started_at >= midnight,  # type: ignore[operator]
+                Call.crm_status.in_((CrmStatus.SYNCED, CrmStatus.DRY_RUN)),  # type: ignore[attr-defined]
+            ),
+            "failed": count(top, Call.crm_status == CrmStatus.FAILED),
+            "unmapped": count(WebhookEvent.status == EventStatus.UNMAPPED, model=WebhookEvent),
+        }
