@@ -13,7 +13,8 @@ code under test runs unmodified. What it reproduces, because callhook depends on
   computed the way HubSpot does it: the number without country code or formatting;
 - rate limits: 100 requests per rolling 10 s (``TEN_SECONDLY_ROLLING``) and 5 search
   requests per second, answered 429 with HubSpot's body;
-- owners by email, calls create/read/update, tasks create.
+- owners by email and listed page by page (``after``), calls create/read/update, tasks
+  create.
 
 Tests steer it with ``fail_next`` (scripted errors), ``set_down`` (an outage) and
 read what it holds with ``calls()``, ``tasks()`` and ``requests()``.
@@ -682,11 +683,21 @@ class FakeHubSpot(FakeHttpServer):
         )
 
     def _owners(self, request: Request) -> Response:
+        # GET /crm/v3/owners: `email` filters, `limit` (at most 500) and the opaque `after`
+        # page; `paging.next.after` when more follow (HubSpot's owners API reference).
         email = request.args.get("email")
-        limit = int(request.args.get("limit") or 100)
+        limit = min(int(request.args.get("limit") or 100), 500)
         matches = [o for o in self.owners if email is None or o["email"].lower() == email.lower()]
-        results = [self._public_owner(o) for o in matches[:limit]]
-        return Response(json.dumps({"results": results}), mimetype="application/json")
+        after = request.args.get("after")
+        first = int(after) if after and after.isdigit() else 0
+        results = [self._public_owner(o) for o in matches[first : first + limit]]
+        body: dict[str, Any] = {"results": results}
+        if first + limit < len(matches):
+            nxt = str(first + limit)
+            body["paging"] = {
+                "next": {"after": nxt, "link": f"{self.url}/crm/v3/owners/?after={nxt}"}
+            }
+        return Response(json.dumps(body), mimetype="application/json")
 
 
 def _valid_time(text: str) -> bool:

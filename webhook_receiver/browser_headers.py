@@ -8,7 +8,9 @@
   stay allowed: every template keeps its CSS beside it, and autoescaping keeps request
   text out of markup.
 - ``Referrer-Policy: no-referrer``: a page opened from an agent's page (a HubSpot record)
-  never learns the URL, which may still carry a token on the first load.
+  never learns the URL, which may still carry a token on the first load. The operator
+  console sends ``same-origin`` instead: its URLs carry no token, and its forms' POSTs
+  need a real ``Origin`` for the cross-site check.
 - ``Cache-Control: no-store`` unless a view chose otherwise (static files): answers carry
   call data or tokens, and no shared or browser cache should keep them.
 - ``X-Content-Type-Options: nosniff``: a JSON error quoting a payload is never read as HTML.
@@ -26,6 +28,7 @@ from worker.settings import get_settings
 # https://developers.hubspot.com/docs/api/crm/extensions/calling-sdk. The origins are
 # HUBSPOT_FRAME_ORIGINS, so a sandbox or a test host can stand in for HubSpot.
 FRAMED_BY_HUBSPOT = {"hubspot_widget.widget"}
+CONSOLE_BLUEPRINTS = ("console_", "operator")
 
 
 def csp_nonce() -> str:
@@ -54,7 +57,11 @@ def _add_headers(response: Response) -> Response:
     framed = request.endpoint in FRAMED_BY_HUBSPOT
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # The console's pages carry no token in their URLs (the sign-in link redirects it away)
+    # and its forms must say where they come from: under no-referrer, Chromium sends
+    # `Origin: null` with a form's POST, which the operator check refuses as cross-site.
+    console = request.blueprint is not None and request.blueprint.startswith(CONSOLE_BLUEPRINTS)
+    headers.setdefault("Referrer-Policy", "same-origin" if console else "no-referrer")
     if request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
     if response.mimetype == "text/html":

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from sqlmodel import Session, select
 
+from webhook_receiver.cli_agents_discover import discover_command
 from webhook_receiver.cli_dials import dials
 from webhook_receiver.cli_kwebbl import kwebbl
 from webhook_receiver.cli_platforms import kazoo, listen, uis
@@ -464,6 +465,7 @@ def agents_revoke(email: str) -> None:
     click.echo(f"revoked {revoke(email)} link(s) of {email}")
 
 
+agents.add_command(discover_command)
 cli.add_command(kwebbl)
 cli.add_command(dials)
 cli.add_command(listen)

@@ -111,12 +111,15 @@ class Settings(BaseSettings):
     kwebbl_client_id: str = ""
     kwebbl_client_secret: SecretStr | None = None
     kwebbl_auth_base_url: str = "https://realtime.api.kwebbl.net"
-    kwebbl_scopes: str = "calls.events calls.create"
+    # company.users: `callhook agents discover` lists the company's extensions.
+    kwebbl_scopes: str = "calls.events calls.create company.users"
     # Kavkom's /calls WebSocket (the optional `listener` process).
     kavkom_refresh_token: SecretStr | None = None
     kavkom_live_url: str = "https://live.kavkom.com"
     kavkom_listen_extensions: str = ""  # comma-separated: one connection per extension
     uis_call_api_url: str = "https://callapi.uiscom.ru/v4.0"
+    # The Data API lists employees for `callhook agents discover` (same access token).
+    uis_data_api_url: str = "https://dataapi.uiscom.ru/v2.0"
     uis_access_token: SecretStr | None = None
     uis_virtual_phone_number: str = ""
 

@@ -184,7 +184,7 @@ def test_the_admin_link_connects_kwebbl_and_the_tokens_are_stored_encrypted(
     assert query["response_type"] == "code"
     assert query["client_id"] == kw.fake.client_id
     assert query["redirect_uri"] == CALLBACK
-    assert query["scope"] == "calls.events calls.create"
+    assert query["scope"] == "calls.events calls.create company.users"
     # The state is bound to this browser: the cookie holds the nonce it signs.
     cookie = started.headers["Set-Cookie"]
     assert cookie.startswith(f"{STATE_COOKIE}=") and "HttpOnly" in cookie
@@ -219,7 +219,7 @@ def test_the_admin_link_connects_kwebbl_and_the_tokens_are_stored_encrypted(
     assert pair["access_token"] not in row["access_token"]
     assert pair["refresh_token"] not in row["refresh_token"]
     assert pair["refresh_token"] not in json.dumps(row, default=str)
-    assert row["scope"] == "calls.events calls.create"
+    assert row["scope"] == "calls.events calls.create company.users"
     assert access_token() == pair["access_token"]
     assert len(kw.fake.token_requests()) == 1  # 900 s left: no refresh needed
     # Nothing secret reached callhook's log (werkzeug's lines are the fake's access log).
@@ -275,7 +275,8 @@ def test_status_never_shows_a_token(kw: Kw) -> None:
 
     after = kw.cli("status")
     assert after.exit_code == 0, after.output
-    assert "Kwebbl: connected" in after.output and "calls.events calls.create" in after.output
+    assert "Kwebbl: connected" in after.output
+    assert "calls.events calls.create company.users" in after.output
     assert "expires" in after.output
     for secret in (kw.fake.current["access_token"], kw.fake.current["refresh_token"]):
         assert secret not in after.output
