@@ -50,8 +50,34 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return None, None
 
 
-@pytest.fixture
-def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[no-untyped-def]
+class Deployment:
+    """release, then web and worker from the Procfile, with only environment variables."""
+
+    def __init__(self, env: dict[str, str], base: str, procs: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
+        self.env, self.base, self.procs = env, base, procs
+
+    def command(self, *args: str) -> str:
+        """Run `callhook ARGS` as an operator would on the deployment (`heroku run`)."""
+        done = subprocess.run(
+            ["callhook", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_deployment(  # type: ignore[no-untyped-def]
+    db_kind: str, redis_url: str, hubspot, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> Deployment:
     from tests.conftest import fresh_database
 
     db_url = fresh_database(db_kind, tmp_path)
@@ -65,7 +91,7 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
         "PORT": str(port),
         "DATABASE_URL": db_url,
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": redis_url,
         "HUBSPOT_ACCESS_TOKEN": TOKEN,
         "HUBSPOT_BASE_URL": hubspot.url,
         "DEFAULT_REGION": "FR",
@@ -74,10 +100,12 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
         "WEB_CONCURRENCY": "1",
         # Every process of a deployment must share it (required with a server database).
         "SECRET_KEY": "procfile-deploy-tests-signing-key-0123456789",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     }
     for key in ("MAPPINGS_DIR", "OUTBOX_GRACE_S", "OUTBOX_SWEEP_INTERVAL_S", "CRM_RESYNC_AFTER_S"):
         env.pop(key, None)
-    redis.Redis.from_url(redis_server.url).flushall()  # a deployment starts with its own Redis
+    env.update(extra_env or {})
+    redis.Redis.from_url(redis_url).flushall()  # a deployment starts with its own Redis
     commands = procfile()
     release = subprocess.run(
         commands["release"],
@@ -103,18 +131,22 @@ def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[
             )
             for name in ("web", "worker")
         ]
-    base = f"http://127.0.0.1:{port}"
+    deployment = Deployment(env, f"http://127.0.0.1:{port}", procs)
     try:
-        wait_until(lambda: http("GET", base + "/readyz")[0] == 200, timeout=60)
-        yield base
+        wait_until(lambda: http("GET", deployment.base + "/readyz")[0] == 200, timeout=60)
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+@pytest.fixture
+def deployment(db_kind, redis_server, hubspot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    started = start_deployment(db_kind, redis_server.url, hubspot, tmp_path)
+    try:
+        yield started.base
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        started.stop()
 
 
 def test_seed_cdr_through_a_procfile_deployment(
