@@ -52,6 +52,11 @@ def test_dry_run_page_refuses_anyone_not_signed_in(app) -> None:  # type: ignore
     as_browser = client.get("/dry-run", headers={"Accept": "text/html"})
     assert as_browser.status_code == 401
     assert "callhook admin link" in as_browser.get_data(as_text=True)
+    # What Chromium sends when the operator opens the page: HTML first, */* after.
+    chromium = "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,*/*;q=0.8"
+    page = client.get("/admin/calls", headers={"Accept": chromium})
+    assert page.status_code == 401 and page.mimetype == "text/html"
+    assert client.get("/admin/calls", headers={"Accept": "*/*"}).mimetype == "application/json"
     # An agent's link is not an operator's.
     agent_token = cli("agents", "link", "alice@example.com").split("?k=", 1)[1]
     client.set_cookie(COOKIE, agent_token)

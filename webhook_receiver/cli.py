@@ -231,37 +231,24 @@ def mappings_check() -> None:
 @click.argument("platform")
 @click.argument("payload_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def mappings_try(platform: str, payload_file: Path) -> None:
-    """Show the canonical events PAYLOAD_FILE produces, and the HubSpot request (dry run)."""
-    from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-    from webhook_receiver.payloads import BadPayload, parse_form, parse_json
-    from webhook_receiver.preview import preview_hubspot_request
+    """Show the canonical events PAYLOAD_FILE produces, and the HubSpot request (dry run).
+
+    The same as the console's mapping sandbox (webhook_receiver/sandbox.py): the file is
+    read as a delivery of its format would be (JSON when it opens like JSON, else a form).
+    """
+    from webhook_receiver.mapping import load_mappings
+    from webhook_receiver.sandbox import guess_format, try_payload
 
     settings = _settings_or_exit()
     try:
         files = load_mappings(settings.mappings_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    mapping = files.platforms.get(platform)
-    if mapping is None:
-        raise click.ClickException(f"no mapping for {platform!r} in {settings.mappings_dir}")
     raw = payload_file.read_bytes()
-    try:
-        payload = parse_json(raw) if raw.lstrip()[:1] == b"{" else parse_form(raw)
-        result = map_payload(mapping, payload, default_region=settings.default_region)
-    except (BadPayload, MappingError) as exc:
-        raise click.ClickException(f"{payload_file}: {exc}") from None
-    if result.ignored:
-        click.echo(f"ignored: {result.ignored}")
-        return
-    click.echo("canonical events:")
-    click.echo(json.dumps([e.to_json() for e in result.events], indent=2))
-    assert files.hubspot is not None
-    click.echo(
-        "HubSpot requests once the call has ended (recorded, not sent; the contact search "
-        "is shown as it would be sent, and finds no contact here):"
-    )
-    body = preview_hubspot_request(result.events, files, settings.default_region)
-    click.echo(json.dumps(body, indent=2))
+    result = try_payload(files, platform, raw, guess_format(raw), settings.default_region)
+    if result.error is not None:
+        raise click.ClickException(f"{payload_file}: {result.error}")
+    click.echo(result.as_text())
 
 
 @mappings.command("golden")
@@ -376,24 +363,13 @@ def calls_list(status: str | None, limit: int) -> None:
 @click.argument("call_id", type=int)
 def calls_replay(call_id: int) -> None:
     """Sync one call to the CRM again (after fixing what made it fail)."""
-    from worker.celery_app import configure
-    from worker.db import session_scope
-    from worker.models import Call, CrmStatus
-    from worker.tasks import log_call
+    from worker.call_retry import retry_call
 
     _settings_or_exit()
-    with session_scope() as session:
-        call = session.get(Call, call_id)
-        if call is None:
-            raise click.ClickException(f"no call {call_id}")
-        if not call.ended:
-            raise click.ClickException(f"call {call_id} has not ended yet")
-        call.crm_status = CrmStatus.PENDING
-        call.crm_synced_hash = None
-        session.add(call)
-    configure()
-    log_call.apply_async((call_id,))
-    click.echo(f"call {call_id} queued for a CRM sync")
+    try:
+        click.echo(retry_call(call_id))
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.group()

@@ -71,7 +71,9 @@ def operator_required(view: F) -> F:
 
 
 def _sign_in_needed() -> Response:
-    if request.accept_mimetypes.accept_html and not request.accept_mimetypes.accept_json:
+    # A browser asks for HTML first (and */* at a lower quality); an API client for JSON
+    # or anything: ties go to JSON.
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         response = make_response(render_template("operator_sign_in.html", hint=SIGN_IN_HINT), 401)
     else:
         response = jsonify(error="sign_in_required", reason=SIGN_IN_HINT)

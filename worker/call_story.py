@@ -269,8 +269,9 @@ def _where(filters: CallFilters, region: str) -> list[Any]:
 @dataclass(frozen=True)
 class HubSpotLinks:
     """Builds record URLs (https://<host>/contacts/<portal>/record/<type>/<id>) when the
-    portal is known: ``HUBSPOT_PORTAL_ID``, or the account details the screen-pop already
-    asked HubSpot for and remembered in Redis. Never a HubSpot request from a page load."""
+    portal is known: ``HUBSPOT_PORTAL_ID``, or HubSpot's account details, asked for at most
+    once a day and shared through Redis with the screen-pops (`pops.account_details`). If
+    HubSpot does not answer, the pages show record ids without links."""
 
     host: str | None
     portal: str | None
@@ -280,14 +281,17 @@ class HubSpotLinks:
         settings = get_settings()
         if settings.hubspot_portal_id:
             return cls("app.hubspot.com", settings.hubspot_portal_id)
-        from worker.pops import ACCOUNT_KEY
+        from worker.crm.base import CrmError
+        from worker.crm.factory import crm_for_lookups
+        from worker.pops import account_details
         from worker.redis_conn import connect
 
-        try:
-            cached = connect().get(ACCOUNT_KEY)
-            details = json.loads(cached) if cached else {}
-        except (redis.RedisError, ValueError):
-            details = {}
+        details: Any = {}
+        if not settings.dry_run:  # a dry run has no portal to link to
+            try:
+                details = account_details(crm_for_lookups(), connect())
+            except (CrmError, redis.RedisError, ValueError):
+                details = {}
         portal = str(details.get("portalId") or "") if isinstance(details, dict) else ""
         host = (details.get("uiDomain") if isinstance(details, dict) else None) or "app.hubspot.com"
         return cls(host, portal or None)

@@ -135,17 +135,23 @@ def record_url(
     have their own host)."""
     host = "app.hubspot.com"
     if not portal_id:
-        cached = client.get(ACCOUNT_KEY)
-        if cached is None:
-            details = crm.transport.account_details()
-            cached = json.dumps(details)
-            client.set(ACCOUNT_KEY, cached, ex=86_400)
-        details = json.loads(cached)
+        details = account_details(crm, client)
         portal_id = str(details.get("portalId") or "")
         host = details.get("uiDomain") or host
     if not portal_id or record_id.startswith("dry-run"):
         return None
     return f"https://{host}/contacts/{portal_id}/record/{object_type}/{record_id}"
+
+
+def account_details(crm: HubSpotCrm, client: redis.Redis) -> dict[str, Any]:
+    """HubSpot's account details (portal id, UI host), asked for once a day and shared by
+    every process through Redis: record links need them, and they hardly ever change."""
+    cached = client.get(ACCOUNT_KEY)
+    if cached is None:
+        cached = json.dumps(crm.transport.account_details())
+        client.set(ACCOUNT_KEY, cached, ex=86_400)
+    details = json.loads(cached)
+    return details if isinstance(details, dict) else {}
 
 
 def last_call(
