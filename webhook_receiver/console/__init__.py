@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, request
 
 from webhook_receiver.console import agents, calls, health, problems
+from worker.numbers import display
 from worker.settings import get_settings
 
 BLUEPRINTS: tuple[Blueprint, ...] = (calls.bp, problems.bp, health.bp, agents.bp)
@@ -29,6 +30,8 @@ def install(app: Flask) -> None:
     """Register the console's pages and what every console template may use."""
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    # Numbers as people read them ("+33 6 12 34 56 78"), on every console page alike.
+    app.add_template_filter(display, "phone")
 
     @app.context_processor
     def _console_context() -> dict[str, Any]:
