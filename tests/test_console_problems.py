@@ -205,7 +205,7 @@ def test_a_failed_sync_shows_its_reason_and_retry_logs_it_once(app, hubspot) -> 
     console = signed_in_client(app)
     page = console.get("/admin/problems").get_data(as_text=True)
     (row,) = [r for r in failed_rows(page) if r[0] == f"#{call.id}"]
-    assert row[2] == "kavkom" and row[3].startswith("+33612340009")
+    assert row[2] == "kavkom" and row[3].startswith("+33 6 12 34 00 09")
     assert "HubSpot 400 VALIDATION_ERROR: scripted failure 400" in row[4]
     assert f'href="/admin/calls/{call.id}"' in page
 
