@@ -107,7 +107,7 @@ def owner_requests(hubspot: FakeHubSpot) -> int:
 def test_the_page_lists_agents_with_their_owner_open_page_links_and_pops(
     setup: dict[str, Any], console: Any
 ) -> None:
-    from webhook_receiver.agent_page import open_streams
+    from webhook_receiver.agent_page import open_pages
     from worker.agent_links import create_link
 
     call_ids = [add_pop("alice@example.com", f"Client {n}") for n in range(7)]
@@ -116,7 +116,7 @@ def test_the_page_lists_agents_with_their_owner_open_page_links_and_pops(
     )
     try:
         assert stream.status == 200
-        wait_until(lambda: open_streams("alice@example.com") == 1)
+        wait_until(lambda: open_pages("alice@example.com") == 1)
         before = owner_requests(setup["hubspot"])
         page = console.get("/admin/agents")
         again = console.get("/admin/agents")

@@ -43,12 +43,14 @@ a shared cache or the browser's disk must keep none of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
 import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -145,6 +147,30 @@ def open_streams(email: str) -> int:
     """How many streams `email` holds open in this process."""
     with _streams_lock:
         return _streams_by_agent.get(email.lower(), 0)
+
+
+# Open pages, seen from every process: each stream keeps a member in its agent's sorted
+# set, scored with when it stops counting unless refreshed (every heartbeat). A page whose
+# process died without closing it drops out by itself.
+PRESENCE_TTL_S = HEARTBEAT_S * 3
+
+
+def _presence_key(email: str) -> str:
+    return f"callhook:agent_pages:{email.lower()}"
+
+
+def _mark_open(client: redis.Redis, email: str, page_id: str) -> None:
+    key = _presence_key(email)
+    pipe = client.pipeline()
+    pipe.zadd(key, {page_id: time.time() + PRESENCE_TTL_S})
+    pipe.zremrangebyscore(key, "-inf", time.time())
+    pipe.expire(key, int(PRESENCE_TTL_S) + 1)
+    pipe.execute()
+
+
+def open_pages(email: str) -> int:
+    """How many agent pages `email` has open on any web process (the operator's view)."""
+    return int(connect().zcount(_presence_key(email), time.time(), "+inf"))
 
 
 def _refuse(status: int, error: str, reason: str, retry_after: int | None = None) -> NoReturn:
@@ -335,12 +361,18 @@ def stream():  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
     def events() -> Iterator[str]:
+        page_id = uuid.uuid4().hex
         try:
             first, position = replay(client, key, last)
+            _mark_open(client, email, page_id)
+            marked = time.monotonic()
             yield f"retry: 3000\n: connected as {email}\n\n"
             yield from first
             wrote = time.monotonic()
             while not SHUTTING_DOWN.is_set():
+                if time.monotonic() - marked >= HEARTBEAT_S:
+                    _mark_open(client, email, page_id)
+                    marked = time.monotonic()
                 found = client.xread({key: position}, block=READ_BLOCK_S * 1000, count=50)
                 if found:
                     for entry_id, fields in found[0][1]:
@@ -360,6 +392,8 @@ def stream():  # type: ignore[no-untyped-def]
             # The page reconnects by itself and resumes from its last event id.
             log.warning("agent.stream_lost agent=%s error=%s", email, type(exc).__name__)
         finally:
+            with contextlib.suppress(redis.RedisError):
+                client.zrem(_presence_key(email), page_id)
             client.close()
 
     response = Response(

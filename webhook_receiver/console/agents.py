@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import redis
 from flask import (
     Blueprint,
     Response,
@@ -31,7 +32,7 @@ from flask import (
 )
 from sqlmodel import select
 
-from webhook_receiver.agent_page import open_streams
+from webhook_receiver.agent_page import open_pages
 from webhook_receiver.operator_auth import operator_required, signed_in_operator
 from worker.agent_discovery import Owners, agents_file, hubspot_owners
 from worker.agent_discovery import discover as run_discovery
@@ -59,7 +60,7 @@ class AgentRow:
     dial: str
     owner: str
     owner_state: str  # ok | bad | warn: the badge's class
-    open_pages: int
+    open_pages: int | None
     links_active: int = 0
     latest_expiry: datetime | None = None
     pops: list[dict[str, Any]] = field(default_factory=list)
@@ -136,7 +137,7 @@ def _rows() -> tuple[list[AgentRow], Owners]:
         owner, state = _owner(agent, owners)
         identities = [(p, ", ".join(str(i) for i in ids)) for p, ids in agent.extensions.items()]
         dial = f"{agent.dial.platform} {agent.dial.id}" if agent.dial else ""
-        rows.append(AgentRow(agent, identities, dial, owner, state, open_streams(agent.email)))
+        rows.append(AgentRow(agent, identities, dial, owner, state, _open_pages(agent.email)))
     _links(rows)
     _pops(rows)
     return rows, owners
@@ -212,3 +213,11 @@ def discover() -> Response:
     response = make_response(render_template("console/discover.html", result=result))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _open_pages(email: str) -> int | None:
+    """Open agent pages on every web process; None when Redis cannot say."""
+    try:
+        return open_pages(email)
+    except redis.RedisError:
+        return None
