@@ -42,6 +42,20 @@ KAVKOM_SECRET = WEBHOOK_SECRETS["kavkom"]
 TEST_SECRET_KEY = "tests-only-signing-key-0123456789abcdef"
 
 
+# A test that needs one of these runs callhook's processes (a Celery worker, a live
+# server, Chromium, a Procfile deployment): it is `e2e`. The rest is the quick tier,
+# `pytest -m "not e2e"`, for the inner loop (README: "Tests").
+E2E_FIXTURES = {"stack", "client", "live_server", "server", "browser", "deployment"}
+E2E_MODULES = ("test_procfile_", "test_mixed_day", "test_serve")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & E2E_FIXTURES or item.path.name.startswith(E2E_MODULES):
+            item.add_marker(pytest.mark.e2e)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps its caches beside pytest's, not in a `.hypothesis/` of the checkout."""
     from hypothesis.configuration import set_hypothesis_home_dir
