@@ -92,6 +92,15 @@ def agent_token(stack: dict[str, Any]) -> str:
     return create_link(AGENT_EMAIL)
 
 
+@pytest.fixture(scope="module")
+def operator_token(stack: dict[str, Any]) -> str:
+    """A signed-in operator's cookie value: the console's pages are fuzzed past the
+    sign-in too, with its filters, forms and ids."""
+    from worker.agent_links import OPERATOR, create_link
+
+    return create_link("fuzz-ops@example.com", role=OPERATOR)
+
+
 def _row(event_id: int) -> WebhookEvent | None:
     with Session(get_engine()) as session:
         return session.get(WebhookEvent, event_id)
@@ -409,13 +418,22 @@ def test_every_route_is_fuzzed(app: Flask) -> None:
 COOKIES = ["callhook_kwebbl_state", "callhook_operator", "session"]
 
 
-def test_any_route_with_garbage(app: Flask, client: FlaskClient, agent_token: str) -> None:
+def test_any_route_with_garbage(  # type: ignore[no-untyped-def]
+    app: Flask, client: FlaskClient, agent_token: str, operator_token: str
+) -> None:
     """Each route on its own, so that every one gets its share of examples."""
     for rule, own_method in _routes(app):
-        fuzz_route(client, agent_token, rule, own_method)
+        fuzz_route(client, agent_token, operator_token, rule, own_method)
 
 
-def fuzz_route(client: FlaskClient, agent_token: str, rule: str, own_method: str) -> None:
+# The console's query and form fields (calls filters, sandbox, agents' forms).
+CONSOLE_FIELDS = ["platform", "direction", "number", "agent", "status", "from", "to",
+                  "before", "after", "event", "format", "payload", "reason", "email"]  # fmt: skip
+
+
+def fuzz_route(  # type: ignore[no-untyped-def]
+    client: FlaskClient, agent_token: str, operator_token: str, rule: str, own_method: str
+) -> None:
     @given(
         # Mostly the route's own method, so the fuzz gets past the 405.
         method=st.sampled_from([own_method] * 4 + ["GET", "POST", "PUT", "DELETE"]),
@@ -423,6 +441,7 @@ def fuzz_route(client: FlaskClient, agent_token: str, rule: str, own_method: str
         query=st.lists(
             st.tuples(
                 st.sampled_from(["k", "to", "limit", "state", "code", "error", "last"])
+                | st.sampled_from(CONSOLE_FIELDS)
                 | st.text(max_size=5),
                 GARBAGE,
             ),
@@ -440,8 +459,12 @@ def fuzz_route(client: FlaskClient, agent_token: str, rule: str, own_method: str
             ).map(lambda d: json.dumps(d).encode()),
             st.just(b'{"to": "+33 6 12 34 56 78", "number": "0612345678"}'),
             st.just(b"to=%2B33612345678&number=0612345678"),
+            st.dictionaries(st.sampled_from(CONSOLE_FIELDS), GARBAGE, max_size=4).map(
+                lambda d: urlencode(d).encode()
+            ),
         ),
         cookie=st.none() | st.tuples(st.sampled_from(COOKIES), GARBAGE),
+        operator=st.booleans(),
     )
     def check(
         method: str,
@@ -452,6 +475,7 @@ def fuzz_route(client: FlaskClient, agent_token: str, rule: str, own_method: str
         content_type: str,
         body: bytes,
         cookie: tuple[str, str] | None,
+        operator: bool,
     ) -> None:
         headers = {"Content-Type": content_type}
         if token != "none":
@@ -460,8 +484,11 @@ def fuzz_route(client: FlaskClient, agent_token: str, rule: str, own_method: str
             header = value.encode("utf-8", "replace").decode("latin-1")
             headers["X-Callhook-Agent"] = header.replace("\r", " ").replace("\n", " ")
             query = [*query, ("k", value)]
+        cookies = [f"callhook_operator={operator_token}"] if operator else []
         if cookie is not None:
-            headers["Cookie"] = f"{cookie[0]}={quote(cookie[1])}"
+            cookies.append(f"{cookie[0]}={quote(cookie[1])}")
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
         url = _fill(rule, path_values) + "?" + urlencode(query)
         response = client.open(url, method=method, data=body, headers=headers)
         event(f"{response.status_code}")  # --hypothesis-show-statistics
