@@ -57,7 +57,6 @@ from datetime import date, datetime
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import redis
 from flask import (
     Blueprint,
@@ -74,17 +73,18 @@ from sqlmodel import Session
 from worker import agent_calls
 from worker.agent_links import holder, refusal, renew, renewable_in
 from worker.agents import Agent
-from worker.contacts import ensure_contact
 from worker.crm.base import CrmError
+from worker.crm.contacts import ensure_contact
 from worker.crm.factory import crm_for_lookups
 from worker.db import get_engine
 from worker.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefused, dial, display
 from worker.models import Call, utcnow
+from worker.numbers import valid_e164
 from worker.platforms.base import ClickToCallError
 from worker.pops import push_wrap_up, record_url, stream_key
+from worker.publish import enqueue_log_call
 from worker.redis_conn import connect, redis_url
 from worker.settings import get_settings
-from worker.tasks import log_call
 
 bp = Blueprint("agent", __name__)
 log = logging.getLogger("callhook.agent")
@@ -412,7 +412,7 @@ def create_contact():  # type: ignore[no-untyped-def]
     """Create (or find) the contact of an unknown caller and answer its record's URL."""
     agent, _ = current_agent()
     raw = _field("number", MAX_REQUESTED_CHARS)
-    e164 = parse_number(raw, get_settings().default_region)
+    e164 = valid_e164(raw, get_settings().default_region)  # "06 12…" reads in DEFAULT_REGION
     if e164 is None:
         return jsonify(error="bad_number", reason=f"{raw[:32]!r} is not a phone number"), 400
     crm = crm_for_lookups()
@@ -430,17 +430,6 @@ def create_contact():  # type: ignore[no-untyped-def]
     return jsonify(contact_id=contact.id, created=created, url=url, dry_run=dry_run), (
         201 if created else 200
     )
-
-
-def parse_number(raw: str, region: str) -> str | None:
-    """E.164 for what an agent typed or a CRM link carries ("06 12…" reads in DEFAULT_REGION)."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @bp.post("/agent/call")
@@ -572,7 +561,7 @@ def _sync_soon(call_id: int) -> None:
     """Ask the worker to sync the call now, and show the wrap-up on its other cards. If
     Redis is down, the call stays `pending` and the outbox sweep syncs it later."""
     try:
-        log_call.apply_async((call_id,), retry=False)
+        enqueue_log_call(call_id)
     except Exception as exc:  # kombu raises many types for a dead broker
         log.warning("agent.wrap_up_enqueue_failed call=%s error=%s", call_id, type(exc).__name__)
     try:

@@ -23,14 +23,8 @@ from webhook_receiver.cli_agents_discover import discover_command
 from webhook_receiver.cli_dials import dials
 from webhook_receiver.cli_kwebbl import kwebbl
 from webhook_receiver.cli_platforms import kazoo, listen, uis
-from worker.settings import ConfigError, get_settings
-
-
-def _settings_or_exit() -> Any:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
+from worker.settings import ConfigError
 
 
 @click.group()
@@ -59,7 +53,7 @@ def serve(port: int | None, host: str, concurrency: int) -> None:
     from worker.migrate import upgrade
     from worker.redis_conn import start_embedded_redis
 
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     redis_pid = None
     try:
         load_mappings(settings.mappings_dir)
@@ -164,7 +158,7 @@ def admin() -> None:
 @click.argument("email")
 def admin_link(email: str) -> None:
     """Print a sign-in link for the operator EMAIL (it expires: OPERATOR_LINK_TTL_HOURS)."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     if "@" not in email or len(email) > 320:
         raise click.ClickException(f"{email!r} is not an email address")
     click.echo(_operator_link(_public_base(settings), email))
@@ -176,7 +170,7 @@ def admin_revoke(email: str) -> None:
     """Revoke every sign-in link of the operator EMAIL (signed out at the next click)."""
     from worker.agent_links import OPERATOR, revoke
 
-    _settings_or_exit()
+    settings_or_exit()
     click.echo(f"revoked {revoke(email, OPERATOR)} sign-in link(s) of {email}")
 
 
@@ -191,7 +185,7 @@ def db_upgrade() -> None:
     """Apply every migration (the Procfile's release process)."""
     from worker.migrate import upgrade
 
-    _settings_or_exit()
+    settings_or_exit()
     upgrade()
     click.echo("database is up to date")
 
@@ -201,7 +195,7 @@ def db_check() -> None:
     """Fail when the models have changes no migration holds."""
     from worker.migrate import check
 
-    _settings_or_exit()
+    settings_or_exit()
     check()
 
 
@@ -216,7 +210,7 @@ def mappings_check() -> None:
     """Validate every mapping file; each problem names file, key and reason."""
     from webhook_receiver.mapping import load_mappings
 
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     try:
         files = load_mappings(settings.mappings_dir)
     except ConfigError as exc:
@@ -236,14 +230,10 @@ def mappings_try(platform: str, payload_file: Path) -> None:
     The same as the console's mapping sandbox (webhook_receiver/sandbox.py): the file is
     read as a delivery of its format would be (JSON when it opens like JSON, else a form).
     """
-    from webhook_receiver.mapping import load_mappings
     from webhook_receiver.sandbox import guess_format, try_payload
 
-    settings = _settings_or_exit()
-    try:
-        files = load_mappings(settings.mappings_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
+    files = mappings_or_exit(settings)
     raw = payload_file.read_bytes()
     result = try_payload(files, platform, raw, guess_format(raw), settings.default_region)
     if result.error is not None:
@@ -268,14 +258,10 @@ def mappings_golden(update: bool, root: Path, platform: str | None) -> None:
     After a deliberate change to a mapping file, run with --update and read the diff
     (`git diff tests/platforms`): it shows what the change did to every fixture.
     """
-    from webhook_receiver.mapping import load_mappings
     from webhook_receiver.mapping.golden import check, platform_fixtures
 
-    settings = _settings_or_exit()
-    try:
-        files = load_mappings(settings.mappings_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
+    files = mappings_or_exit(settings)
     if not root.is_dir():
         raise click.ClickException(f"no fixtures folder {root} (run from the checkout's root)")
     found = [(p, f) for p, f in platform_fixtures(root, files) if platform in (None, p)]
@@ -309,7 +295,7 @@ def dry_run(call_id: int | None, limit: int) -> None:
     """Print the requests the dry-run CRM recorded instead of sending (newest first)."""
     from webhook_receiver.dry_run_page import recent_requests
 
-    _settings_or_exit()
+    settings_or_exit()
     for row in recent_requests(limit=limit, call_id=call_id):
         click.echo(f"#{row.id} call={row.call_id} {row.at.isoformat()}")
         click.echo(f"{row.method} {row.path}")
@@ -330,7 +316,7 @@ def calls_list(status: str | None, limit: int) -> None:
     from worker.db import get_engine
     from worker.models import Call
 
-    _settings_or_exit()
+    settings_or_exit()
     with Session(get_engine()) as session:
         stmt = (
             select(Call)
@@ -365,7 +351,7 @@ def calls_replay(call_id: int) -> None:
     """Sync one call to the CRM again (after fixing what made it fail)."""
     from worker.call_retry import retry_call
 
-    _settings_or_exit()
+    settings_or_exit()
     try:
         click.echo(retry_call(call_id))
     except (LookupError, ValueError) as exc:
@@ -384,7 +370,7 @@ def events_list(status: str | None, limit: int) -> None:
     from worker.db import get_engine
     from worker.models import WebhookEvent
 
-    _settings_or_exit()
+    settings_or_exit()
     with Session(get_engine()) as session:
         stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)  # type: ignore[union-attr]
         if status:
@@ -402,7 +388,7 @@ def events_replay(event_id: int) -> None:
     """Map a stored event again with the current mapping file, then process it."""
     from webhook_receiver.replay import replay_event
 
-    _settings_or_exit()
+    settings_or_exit()
     try:
         click.echo(replay_event(event_id))
     except (LookupError, ValueError) as exc:
@@ -418,14 +404,10 @@ def agents() -> None:
 @click.argument("email")
 def agents_link(email: str) -> None:
     """Print a new personal link to EMAIL's agent page (send it to the agent)."""
-    from webhook_receiver.mapping import load_mappings
     from worker.agent_links import create_link
 
-    settings = _settings_or_exit()
-    try:
-        directory = load_mappings(settings.mappings_dir).agents
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
+    directory = mappings_or_exit(settings).agents
     if directory.by_email(email) is None:
         raise click.ClickException(f"{email} is not in agents.yaml; add the agent there first")
     click.echo(f"{_public_base(settings)}/agent?k={create_link(email)}")
@@ -437,7 +419,7 @@ def agents_revoke(email: str) -> None:
     """Revoke every link of EMAIL (open pages stop at their next reconnect)."""
     from worker.agent_links import revoke
 
-    _settings_or_exit()
+    settings_or_exit()
     click.echo(f"revoked {revoke(email)} link(s) of {email}")
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import click
 
+from webhook_receiver.cli_support import settings_or_exit
 from worker.agent_discovery import Discovery, PlatformReport, discover
-from worker.platforms.directory import PlatformUser
-from worker.settings import ConfigError, get_settings
+from worker.platforms.users import PlatformUser
 
 
 def _who(user: PlatformUser) -> str:
@@ -78,8 +78,5 @@ def render(result: Discovery) -> str:
 @click.command("discover")
 def discover_command() -> None:
     """List each platform's users, match them to HubSpot owners, print agents.yaml additions."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
     click.echo(render(discover(settings)))

@@ -8,13 +8,11 @@ limits reached are the signs of a leaked link being tried; revoke it with
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from sqlmodel import Session, select
 
+from webhook_receiver.cli_support import settings_or_exit
 from worker.dialing import RESULTS
-from worker.settings import ConfigError, get_settings
 
 # (header, width) of each column but the last (REASON), in the order printed.
 COLUMNS = (
@@ -27,13 +25,6 @@ COLUMNS = (
     ("PLATFORM", 8),
     ("CALL ID", 20),
 )
-
-
-def _settings() -> Any:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _cell(value: object, width: int) -> str:
@@ -65,7 +56,7 @@ def dials_list(agent_email: str | None, result: str | None, limit: int) -> None:
     from worker.db import get_engine
     from worker.models import DialAttempt
 
-    _settings()
+    settings_or_exit()
     stmt = select(DialAttempt).order_by(DialAttempt.id.desc()).limit(limit)  # type: ignore[union-attr]
     if agent_email:
         stmt = stmt.where(DialAttempt.agent_email == agent_email.strip().lower())

@@ -12,14 +12,8 @@ from typing import Any
 
 import click
 
-from worker.settings import ConfigError, get_settings
-
-
-def _settings() -> Any:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
+from worker.settings import Settings
 
 
 def _when(moment: datetime | None) -> str:
@@ -43,7 +37,7 @@ def connect_link() -> None:
         new_connect_link_token,
     )
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         client_credentials(settings)
     except KwebblAuthError as exc:
@@ -67,7 +61,7 @@ def status() -> None:
     """Whether callhook can use Kwebbl; exits 1 when an administrator must act."""
     from worker.platforms.kwebbl_oauth import connect_url, connection_status
 
-    settings = _settings()
+    settings = settings_or_exit()
     state = connection_status()
     if state.state == "not_connected":
         click.echo("Kwebbl: not connected")
@@ -86,10 +80,18 @@ def status() -> None:
         raise SystemExit(1)
 
 
-def _api() -> Any:
+def _secret_envs(settings: Settings) -> list[str]:
+    """The variables holding Kwebbl's webhook secret, as its mapping names them."""
+    mapping = mappings_or_exit(settings).platforms.get("kwebbl")
+    if mapping is None:
+        raise click.ClickException(f"no kwebbl mapping in {settings.mappings_dir}")
+    return list(mapping.auth.secret_envs)
+
+
+def _api(settings: Settings) -> Any:
     from worker.platforms.kwebbl_subscriptions import KwebblSubscriptions
 
-    return KwebblSubscriptions()
+    return KwebblSubscriptions(secret_envs=_secret_envs(settings))
 
 
 def _failed(exc: Exception) -> click.ClickException:
@@ -102,10 +104,10 @@ def subscribe() -> None:
     from worker.platforms.kwebbl_oauth import KwebblAuthError
     from worker.platforms.kwebbl_subscriptions import SubscriptionError, callback_url, masked
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
-        url = callback_url(settings)
-        with _api() as api:
+        url = callback_url(_secret_envs(settings), settings)
+        with _api(settings) as api:
             same = [s for s in api.list_all() if s.callback_url == url]
             if same:
                 click.echo(f"already subscribed: {same[0].id} → {masked(url)}")
@@ -123,13 +125,13 @@ def subscriptions() -> None:
     from worker.platforms.kwebbl_oauth import KwebblAuthError
     from worker.platforms.kwebbl_subscriptions import SubscriptionError, callback_url, masked
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
-        ours = callback_url(settings)
+        ours = callback_url(_secret_envs(settings), settings)
     except SubscriptionError:
         ours = None
     try:
-        with _api() as api:
+        with _api(settings) as api:
             found = api.list_all()
     except (SubscriptionError, KwebblAuthError) as exc:
         raise _failed(exc) from None
@@ -151,9 +153,9 @@ def unsubscribe(subscription_id: str) -> None:
     from worker.platforms.kwebbl_oauth import KwebblAuthError
     from worker.platforms.kwebbl_subscriptions import SubscriptionError
 
-    _settings()
+    settings = settings_or_exit()
     try:
-        with _api() as api:
+        with _api(settings) as api:
             api.cancel(subscription_id)
     except (SubscriptionError, KwebblAuthError) as exc:
         raise _failed(exc) from None

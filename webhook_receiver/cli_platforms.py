@@ -9,28 +9,12 @@ The groups are registered in ``webhook_receiver/cli.py`` with ``cli.add_command`
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 
+from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
 from worker.log_format import configure_logging
-from worker.settings import ConfigError, get_settings
-
-
-def _settings_or_exit() -> Any:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _mappings_or_exit(settings: Any) -> Any:
-    from webhook_receiver.mapping import load_mappings
-
-    try:
-        return load_mappings(settings.mappings_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 # -- listen ------------------------------------------------------------------------------------
@@ -47,7 +31,7 @@ def listen_kavkom() -> None:
     """
     from webhook_receiver.listeners.kavkom_ws import live_endpoints, parse_extensions, run
 
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     token = settings.kavkom_refresh_token
     missing = []
     if token is None or not token.get_secret_value().strip():
@@ -62,7 +46,7 @@ def listen_kavkom() -> None:
         live_endpoints(settings.kavkom_live_url)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    files = _mappings_or_exit(settings)
+    files = mappings_or_exit(settings)
     if "kavkom" not in files.platforms:
         raise click.ClickException(f"no kavkom mapping in {settings.mappings_dir}")
     # Heroku reads stdout; the web and worker processes log the same way.
@@ -104,8 +88,8 @@ def kazoo_webhooks(apply: bool, fmt: str, include_subaccounts: bool) -> None:
         set_up_webhooks,
     )
 
-    settings = _settings_or_exit()
-    mapping = _mappings_or_exit(settings).platforms.get("kazoo")
+    settings = settings_or_exit()
+    mapping = mappings_or_exit(settings).platforms.get("kazoo")
     if mapping is None:
         raise click.ClickException(f"no kazoo mapping in {settings.mappings_dir}")
     secrets = configured_secrets(mapping.auth)
@@ -174,8 +158,8 @@ def uis_check_template(file: TextIO) -> None:
     """
     from webhook_receiver.uis_templates import inspect_template
 
-    settings = _settings_or_exit()
-    mapping = _mappings_or_exit(settings).platforms.get("uis")
+    settings = settings_or_exit()
+    mapping = mappings_or_exit(settings).platforms.get("uis")
     if mapping is None:
         raise click.ClickException(f"no uis mapping in {settings.mappings_dir}")
     report = inspect_template(file.read(), mapping, default_region=settings.default_region)

@@ -30,8 +30,8 @@ from webhook_receiver.payloads import BadPayload, UnsupportedFormat, check_bound
 from worker.db import get_engine
 from worker.metrics import WEBHOOK_DELIVERIES
 from worker.models import EventStatus, WebhookEvent
+from worker.publish import enqueue_event
 from worker.settings import get_settings
-from worker.tasks import enqueue_event
 
 log = logging.getLogger("callhook.webhook")
 

@@ -20,8 +20,8 @@ import logging
 from flask import Blueprint, Response, redirect, render_template, request
 
 from worker.platforms import kwebbl_oauth
-from worker.platforms.base import redact
 from worker.platforms.kwebbl_oauth import KwebblAuthError
+from worker.redaction import short_text
 from worker.settings import get_settings
 
 bp = Blueprint("kwebbl_connect", __name__)
@@ -107,9 +107,11 @@ def callback():  # type: ignore[no-untyped-def]
     error = request.args.get("error")
     if error:
         # Nothing is exchanged, so the state needs no check to show this page.
-        log.info("kwebbl.connect_not_granted error=%s", redact(error)[:40])
-        said = redact(request.args.get("error_description"))
-        known = AUTHORIZE_ERRORS.get(error, f"Kwebbl answered with the error {redact(error)!r}.")
+        log.info("kwebbl.connect_not_granted error=%s", short_text(error)[:40])
+        said = short_text(request.args.get("error_description"))
+        known = AUTHORIZE_ERRORS.get(
+            error, f"Kwebbl answered with the error {short_text(error)!r}."
+        )
         return _refused(
             403 if error == "access_denied" else 400,
             "Kwebbl was not connected",

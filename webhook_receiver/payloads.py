@@ -20,7 +20,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 JSON_TYPES = ("application/json", "text/json")
@@ -94,6 +94,34 @@ def read_payload(fmt: str, raw: bytes, query_pairs: list[tuple[str, str]]) -> di
     if fmt == "form":
         return parse_form(raw)
     return nest(query_pairs)
+
+
+class AcceptedFormats(Protocol):
+    """What `read_delivery` needs of a platform's mapping (``mapping.schema.PlatformMapping``:
+    a protocol, since the mapping package imports this module)."""
+
+    @property
+    def platform(self) -> str: ...
+    @property
+    def accept(self) -> Sequence[str]: ...
+    @property
+    def any_content_type_is_json(self) -> bool: ...
+
+
+def read_delivery(
+    mapping: AcceptedFormats, method: str, mimetype: str, body: bytes, query: str
+) -> dict[str, Any]:
+    """The payload of a delivery to `mapping`'s platform, read as the receiver reads one.
+
+    One place for the format dispatch that a stored delivery's replay and the mapping
+    sandbox share with the webhook route (which needs `payload_format` and `read_payload`
+    apart, between its checks): `query` is the query string as stored (its secret already
+    removed). Raises BadPayload (UnsupportedFormat for a format the mapping refuses).
+    """
+    fmt = payload_format(
+        mapping.platform, method, mimetype, mapping.accept, mapping.any_content_type_is_json
+    )
+    return read_payload(fmt, body, query_pairs(query))
 
 
 def _refuse_constant(name: str) -> Any:

@@ -14,10 +14,11 @@ record its events twice), and a ``pending`` one is already queued.
 from __future__ import annotations
 
 from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-from webhook_receiver.payloads import BadPayload, payload_format, query_pairs, read_payload
+from webhook_receiver.payloads import BadPayload, read_delivery
 from worker.celery_app import configure
 from worker.db import session_scope
 from worker.models import EventStatus, WebhookEvent
+from worker.publish import enqueue_event
 from worker.settings import get_settings
 
 REPLAYABLE = (EventStatus.UNMAPPED, EventStatus.FAILED, EventStatus.IGNORED)
@@ -46,14 +47,9 @@ def replay_event(event_id: int) -> str:
             if mapping is None:
                 raise LookupError(f"no mapping file for platform {event.platform!r}")
             try:
-                fmt = payload_format(
-                    mapping.platform,
-                    event.method,
-                    event.content_type,
-                    mapping.accept,
-                    mapping.any_content_type_is_json,
+                payload = read_delivery(
+                    mapping, event.method, event.content_type, event.body.encode(), event.query
                 )
-                payload = read_payload(fmt, event.body.encode(), query_pairs(event.query))
                 result = map_payload(mapping, payload, default_region=settings.default_region)
             except (BadPayload, MappingError) as exc:
                 event.error = str(exc)
@@ -75,8 +71,6 @@ def replay_event(event_id: int) -> str:
         event.attempts = 0  # a fresh set of tries for the fixed mapping or code
         session.add(event)
     configure()
-    from worker.tasks import enqueue_event
-
     queued = enqueue_event(event_id)
     return f"event {event_id} mapped to {count} event(s); " + (
         "queued" if queued else "broker down: the outbox sweep will queue it"

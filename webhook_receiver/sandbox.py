@@ -1,8 +1,8 @@
 """Trying a payload against a mapping: canonical events and the HubSpot requests, nothing kept.
 
 Shared by the console's mapping sandbox and ``callhook mappings try``. The payload is read
-exactly as the receiver reads a delivery (`payloads.payload_format` / `read_payload`, with
-the mapping's ``accept`` list), so a payload the sandbox reads is one a real delivery could
+exactly as the receiver reads a delivery (`payloads.read_delivery`, with the mapping's
+``accept`` list), so a payload the sandbox reads is one a real delivery could
 carry, and a format the platform's file refuses is refused here with the receiver's words.
 Nothing touches the database, the broker or HubSpot: the requests come from
 `preview.preview_hubspot_request`, which records them instead of sending.
@@ -15,13 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_receiver.mapping import MappingError, map_payload
-from webhook_receiver.payloads import (
-    FORM_TYPE,
-    BadPayload,
-    payload_format,
-    query_pairs,
-    read_payload,
-)
+from webhook_receiver.payloads import FORM_TYPE, BadPayload, read_delivery
 from webhook_receiver.preview import preview_hubspot_request
 from worker.mapping_files import MappingFiles
 
@@ -81,16 +75,13 @@ def read_as_delivery(mapping: Any, fmt: str, raw: bytes) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise BadPayload(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     method, mimetype = FORMATS[fmt]
-    chosen = payload_format(
-        mapping.platform, method, mimetype, mapping.accept, mapping.any_content_type_is_json
-    )
-    if chosen == "query":
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadPayload("query string is not UTF-8") from None
-        return read_payload("query", b"", query_pairs(text.strip().lstrip("?")))
-    return read_payload(chosen, raw, [])
+    if method != "GET":
+        return read_delivery(mapping, method, mimetype, raw, "")
+    try:
+        query = raw.decode("utf-8").strip().lstrip("?")
+    except UnicodeDecodeError:
+        raise BadPayload("query string is not UTF-8") from None
+    return read_delivery(mapping, method, mimetype, b"", query)
 
 
 def try_payload(files: MappingFiles, platform: str, raw: bytes, fmt: str, region: str) -> TryResult:

@@ -37,9 +37,9 @@ from worker.platforms.base import Timeouts
 from worker.platforms.directory import (
     DIRECTORY_TIMEOUTS,
     PlatformListing,
-    PlatformUser,
     list_platform_users,
 )
+from worker.platforms.users import PlatformUser
 from worker.settings import Settings
 
 OWNERS_CACHE_S = 300.0

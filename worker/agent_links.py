@@ -108,12 +108,6 @@ def refusal(token: str, role: str = AGENT) -> str | None:
     return None if isinstance(found, LinkHolder) else found
 
 
-def email_for(token: str, role: str = AGENT) -> str | None:
-    """The email a token belongs to, or None when forged, unknown, expired or revoked."""
-    found = holder(token, role)
-    return found.email if found else None
-
-
 def renew(token: str, role: str = AGENT) -> tuple[str, LinkHolder] | None:
     """A fresh token for the holder of a valid one, once half its lifetime has passed.
 

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 
 import phonenumbers
 import redis
@@ -37,7 +36,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from worker.db import get_engine
-from worker.error_reporting import MIN_SECRET_CHARS, secret_values
 from worker.events import Direction
 from worker.models import (
     Call,
@@ -49,7 +47,8 @@ from worker.models import (
     DryRunRequest,
     WebhookEvent,
 )
-from worker.numbers import display
+from worker.numbers import display, valid_e164
+from worker.redaction import Redactor, secret_values
 from worker.settings import get_settings
 
 PAGE_SIZE = 50
@@ -84,17 +83,6 @@ _STATUS_OF: dict[str, str] = {
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ID = re.compile(r"[0-9]{1,18}")
 _NUMBER_CHARS = re.compile(r"[0-9+()./\s-]{1,40}")
-# JSON/form keys whose values are credentials, whatever their case or separators.
-_SECRET_KEY = re.compile(
-    r"token|secret|passw(or)?d|authori[sz]ation|api_?key|signature|access_?token|refresh_?token",
-    re.I,
-)
-# `key=value`, `key: value`, `"key": "value"` in a body that is neither JSON nor a form.
-_SECRET_PAIR = re.compile(
-    r"""(?P<key>[\w.-]*(?:token|secret|passw(?:or)?d|authori[sz]ation|api_?key|signature)[\w.-]*)"""
-    r"""(?P<sep>["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,<>;}]+)""",
-    re.I,
-)
 
 
 class FilterError(ValueError):
@@ -185,23 +173,11 @@ def parse_filters(args: Mapping[str, str], platforms: Iterable[str]) -> CallFilt
     )
 
 
-def full_number(typed: str, region: str) -> str | None:
-    """The E.164 form of what the operator typed, when it is a whole valid number (in any
-    format: "06 12 34 56 78", "+33 6…", "0033 6…"): calls store that form, indexed."""
-    try:
-        parsed = phonenumbers.parse(typed, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _number_clause(typed: str, region: str) -> Any:
     """A whole number: the calls with it (the index on ``external_number``). A part of one
     ("5678", "06 12"): the calls whose stored number or number as received contains those
     digits (a scan, bounded by the page's limit like every list query)."""
-    e164 = full_number(typed, region)
+    e164 = valid_e164(typed, region)  # calls store that form, indexed
     if e164 is not None:
         return Call.external_number == e164
     digits = re.sub(r"\D", "", typed)
@@ -377,73 +353,11 @@ def list_calls(filters: CallFilters, links: HubSpotLinks | None = None) -> CallP
 # -- redaction -----------------------------------------------------------------------------
 
 
-class Redactor:
-    """Hides credentials in what a platform sent, before an operator's screen shows it.
-
-    Written here rather than reused: ``worker/platforms/base.py::redact`` masks secret
-    values but flattens whitespace and caps text at a short length (platform error
-    messages), and ``worker/error_reporting.py``'s scrubber is shaped for Sentry events.
-    The *values* come from the same place as the scrubber's (`secret_values`: the
-    settings' secrets, the HubSpot token, ``*_SECRET``/``*_TOKEN`` variables) plus the
-    configured webhook secrets the receiver passes in (the mappings' ``auth.secret_envs``,
-    comma-separated values split). On top of values, *keys*: a JSON or form field named
-    like a credential (token, secret, password, authorization, api_key, signature…)
-    shows ``[redacted]``, whatever the platform put there.
-    """
-
-    def __init__(self, extra_secrets: Iterable[str] = ()) -> None:
-        values = secret_values(get_settings()) | {
-            s for s in extra_secrets if len(s) >= MIN_SECRET_CHARS
-        }
-        ordered = sorted(values, key=len, reverse=True)  # a secret inside another: longest
-        self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
-
-    def text(self, value: str | None) -> str:
-        """Known secret values masked wherever they appear."""
-        if not value:
-            return value or ""
-        return self._pattern.sub(REDACTED, value) if self._pattern else value
-
-    def data(self, value: Any) -> Any:
-        """JSON-like data with credential keys and known secret values masked."""
-        if isinstance(value, dict):
-            return {
-                k: (
-                    REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else self.data(v)
-                )
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [self.data(v) for v in value]
-        if isinstance(value, str):
-            return self.text(value)
-        return value
-
-    def form(self, text: str) -> str:
-        """A query string or form body, credential fields masked (decoded, one per line)."""
-        try:
-            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=2000)
-        except ValueError:  # more fields than any platform sends: masked as plain text
-            return self.text(_SECRET_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}", text))
-        return "\n".join(
-            f"{k}={REDACTED if _SECRET_KEY.search(k) and v else self.text(v)}" for k, v in pairs
-        )
-
-    def body(self, text: str, content_type: str) -> str:
-        """A delivery's body made safe and readable: JSON pretty-printed, forms one field
-        a line, anything else with `key=value`-looking credentials masked."""
-        stripped = text.strip()
-        if stripped[:1] in "{[" and stripped:
-            try:
-                parsed = json.loads(stripped)
-            except ValueError:
-                pass
-            else:
-                return json.dumps(self.data(parsed), indent=2, ensure_ascii=False)
-        if "x-www-form-urlencoded" in content_type:
-            return self.form(text)
-        masked = _SECRET_PAIR.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}", text)
-        return self.text(masked)
+def make_redactor(extra_secrets: Iterable[str] = ()) -> Redactor:
+    """The story page's redactor: every configured secret (`secret_values`) plus the
+    webhook secrets the receiver passes in (the mappings' ``auth.secret_envs``), 8 chars
+    or longer, and the values of credential-looking keys, shown as ``[redacted]``."""
+    return Redactor([*secret_values(get_settings()), *extra_secrets], REDACTED)
 
 
 # -- one call's story ----------------------------------------------------------------------
@@ -784,7 +698,7 @@ def call_story(
     call_id: int, extra_secrets: Iterable[str] = (), links: HubSpotLinks | None = None
 ) -> Story | None:
     """Everything callhook knows about one (unmerged) call, in time order; None if unknown."""
-    redactor = Redactor(extra_secrets)
+    redactor = make_redactor(extra_secrets)
     links = links or HubSpotLinks.current()
     capped: list[str] = []
     with Session(get_engine()) as session:

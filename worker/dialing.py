@@ -40,12 +40,21 @@ from dataclasses import dataclass
 
 import phonenumbers
 import redis
-from phonenumbers import PhoneNumberType
 
-from worker import sliding_window
+from worker import numbers, sliding_window
 from worker.agents import Agent
 from worker.db import session_scope
+from worker.dial_rules import (
+    ANY_COUNTRY,
+    NON_GEOGRAPHIC,
+    TYPE_LABELS,
+    TYPE_NAMES,
+    listed,
+    normalise_allowed_countries,
+    normalise_allowed_types,
+)
 from worker.models import DialAttempt
+from worker.numbers import display, valid_number
 from worker.platforms.base import ClickToCallError
 from worker.platforms.registry import click_to_call_for
 from worker.redis_conn import connect
@@ -62,74 +71,6 @@ RESULTS = (PLACED, REFUSED, RATE_LIMITED, FAILED)
 
 # What an agent may type: a number in any human format fits; more is not a number.
 MAX_REQUESTED_CHARS = 64
-ANY_COUNTRY = "*"
-NON_GEOGRAPHIC = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY  # "001"
-
-# phonenumbers' PhoneNumberType members, by their lower-case names ("fixed_line", ...).
-TYPE_NAMES: dict[str, int] = {
-    name.lower(): value
-    for name, value in vars(PhoneNumberType).items()
-    if name.isupper() and isinstance(value, int)
-}
-_T = PhoneNumberType
-NEVER_TYPES = frozenset(
-    {_T.PREMIUM_RATE, _T.SHARED_COST, _T.UAN, _T.PERSONAL_NUMBER, _T.PAGER, _T.UNKNOWN}
-)
-# How a refusal names a type to the agent.
-TYPE_LABELS: dict[int, str] = {
-    _T.FIXED_LINE: "a fixed-line number",
-    _T.MOBILE: "a mobile number",
-    _T.FIXED_LINE_OR_MOBILE: "a fixed-line or mobile number",
-    _T.TOLL_FREE: "a toll-free number",
-    _T.PREMIUM_RATE: "a premium-rate number",
-    _T.SHARED_COST: "a shared-cost number",
-    _T.VOIP: "a VoIP number",
-    _T.PERSONAL_NUMBER: "a personal (follow-me) number",
-    _T.PAGER: "a pager number",
-    _T.UAN: "a universal access (company) number",
-    _T.VOICEMAIL: "a voicemail access number",
-    _T.UNKNOWN: "a number of unknown type",
-}
-
-
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def normalise_allowed_types(text: str) -> str:
-    """DIAL_ALLOWED_TYPES checked and normalised, or ValueError saying what is wrong."""
-    names = [name.lower() for name in _names(text)]
-    if not names:
-        raise ValueError("name at least one number type, e.g. fixed_line,mobile")
-    unknown = [name for name in names if name not in TYPE_NAMES]
-    if unknown:
-        raise ValueError(
-            f"unknown number type(s) {', '.join(unknown)}; known: "
-            + ", ".join(sorted(n for n in TYPE_NAMES if TYPE_NAMES[n] not in NEVER_TYPES))
-        )
-    never = [name for name in names if TYPE_NAMES[name] in NEVER_TYPES]
-    if never:
-        raise ValueError(
-            f"{', '.join(never)} can never be dialled by click-to-call (toll fraud: "
-            "these numbers cost the caller more, or cannot be classified)"
-        )
-    return ",".join(dict.fromkeys(names))
-
-
-def normalise_allowed_countries(text: str) -> str:
-    """DIAL_ALLOWED_COUNTRIES checked and normalised, or ValueError saying what is wrong."""
-    codes = [code.upper() for code in _names(text)]
-    if codes == [ANY_COUNTRY]:
-        return ANY_COUNTRY
-    if ANY_COUNTRY in codes:
-        raise ValueError("`*` (any country) stands alone; or list ISO codes, e.g. FR,BE")
-    unknown = [code for code in codes if code not in phonenumbers.SUPPORTED_REGIONS]
-    if unknown:
-        raise ValueError(
-            f"{', '.join(unknown)}: not ISO 3166 country code(s) phonenumbers knows "
-            "(satellite and international networks can never be allowed)"
-        )
-    return ",".join(dict.fromkeys(codes))
 
 
 class DialRefused(Exception):
@@ -156,12 +97,6 @@ class DialRefused(Exception):
         self.destination = destination  # E.164, when the number parsed
 
 
-def display(e164: str) -> str:
-    return phonenumbers.format_number(
-        phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL
-    )
-
-
 @dataclass(frozen=True)
 class DialPolicy:
     """The number policy from the settings; `check` answers E.164 or raises DialRefused."""
@@ -180,7 +115,7 @@ class DialPolicy:
             regions=(
                 None
                 if countries == ANY_COUNTRY
-                else frozenset(_names(countries) or [settings.default_region])
+                else frozenset(listed(countries) or [settings.default_region])
             ),
             default_region=settings.default_region,
         )
@@ -195,13 +130,10 @@ class DialPolicy:
                 f"{shown!r}… is {len(raw)} characters long: not a phone number "
                 f"(at most {MAX_REQUESTED_CHARS})",
             )
-        try:
-            number = phonenumbers.parse(raw, self.default_region)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
+        number = valid_number(raw, self.default_region)
+        if number is None:
             raise DialRefused("bad_number", f"{shown!r} is not a phone number")
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        e164 = numbers.e164(number)
         region = phonenumbers.region_code_for_number(number)
         if region == NON_GEOGRAPHIC or region is None:
             raise DialRefused(

@@ -16,7 +16,8 @@ HubSpot token, SECRET_KEY, platform tokens, agents' personal links) and customer
   message quoting a URL, a breadcrumb, a tag. Values come from the settings' secrets,
   the environment's ``*_SECRET``/``*_TOKEN``/``*_KEY``/``*_PASSWORD`` variables (every
   shipped mapping's webhook secret is one), the environment variables the mappings name,
-  and the passwords in ``DATABASE_URL`` and ``REDIS_URL``.
+  and the passwords in ``DATABASE_URL`` and ``REDIS_URL`` (`worker.redaction.secret_values`,
+  shared with the console's pages).
 - On SDKs without ``data_collection``, Sentry's own `EventScrubber`, recursive, with
   callhook's header names added, runs first, as a second net keyed on names.
 
@@ -26,22 +27,16 @@ Without ``SENTRY_DSN`` nothing is initialised and the SDK sends nothing.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
+from worker.redaction import secret_values, values_pattern
 from worker.settings import Settings
 
 log = logging.getLogger("callhook.errors")
 
 FILTERED = "[Filtered]"
-# Shorter values would be found inside ordinary text ("1234") and shred the report; no
-# real secret is this short (SECRET_KEY and METRICS_TOKEN need 32 bytes).
-MIN_SECRET_CHARS = 8
 CREDENTIAL_HEADERS = frozenset(
     {
         "authorization",
@@ -56,33 +51,12 @@ CREDENTIAL_HEADERS = frozenset(
 )
 # Headers named like these carry credentials too (X-Kwebbl-Signature, X-Hub-Signature-256...).
 _CREDENTIAL_HEADER_WORDS = re.compile(r"signature|token|secret|auth|hmac|api-?key", re.I)
-_SECRET_ENV_NAME = re.compile(r".+_(SECRET|TOKEN|KEY|PASSWORD)$")
 # Header names (partial, any case) the SDK leaves out itself on recent SDKs.
 _HEADER_TERMS = [*sorted(CREDENTIAL_HEADERS), "signature", "hmac"]
 # Keys whose value is a query string or cookies wherever they appear (breadcrumbs too).
 _QUERY_KEYS = frozenset({"query_string", "http.query", "cookies"})
 
 Event = dict[str, Any]
-
-
-def secret_values(settings: Settings, extra_env_names: Iterable[str] = ()) -> set[str]:
-    """Every configured secret's value this process can see (see the module's docstring)."""
-    values: set[str] = set()
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            values.add(value.get_secret_value().strip())
-    generated = settings.instance_dir / "secret_key"  # the one-machine signing key
-    if settings.secret_key is None and generated.is_file():
-        values.add(generated.read_text().strip())
-    names = {n for n in os.environ if _SECRET_ENV_NAME.fullmatch(n.upper())}
-    for name in (*names, *extra_env_names):
-        values.add(os.environ.get(name, "").strip())
-    for url in (settings.database_url, settings.redis_url):
-        password = urlsplit(url.strip()).password if "://" in url else None
-        if password:
-            values.add(password)
-    return {v for v in values if len(v) >= MIN_SECRET_CHARS}
 
 
 def _credential_header(name: str) -> bool:
@@ -92,8 +66,7 @@ def _credential_header(name: str) -> bool:
 
 def make_scrubber(secrets: Iterable[str]) -> Callable[[Event, Any], Event | None]:
     """A ``before_send`` that scrubs an event (a dict, changed in place) of `secrets`."""
-    ordered = sorted(set(secrets), key=len, reverse=True)  # a secret inside another: longest
-    pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+    pattern = values_pattern(secrets)
 
     def hide(text: str) -> str:
         return pattern.sub(FILTERED, text) if pattern is not None else text

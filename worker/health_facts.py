@@ -261,11 +261,11 @@ def _workers() -> list[str]:
 
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason: the type and the message's first line."""
-    from worker.error_reporting import FILTERED, secret_values
+    from worker.error_reporting import FILTERED
+    from worker.redaction import Redactor, secret_values
 
     text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    for secret in secret_values(get_settings()):
-        text = text.replace(secret, FILTERED)
+    text = Redactor(secret_values(get_settings()), FILTERED).text(text)
     return text.rstrip(": ")[:REASON_CHARS]
 
 

@@ -134,15 +134,15 @@ class Settings(BaseSettings):
     @field_validator("dial_allowed_types")
     @classmethod
     def _dialable_types(cls, value: str) -> str:
-        # Imported here: worker.dialing imports this module. It owns the policy's rules.
-        from worker.dialing import normalise_allowed_types
+        # Imported here: settings import nothing of callhook's at start-up.
+        from worker.dial_rules import normalise_allowed_types
 
         return normalise_allowed_types(value)
 
     @field_validator("dial_allowed_countries")
     @classmethod
     def _dialable_countries(cls, value: str) -> str:
-        from worker.dialing import normalise_allowed_countries
+        from worker.dial_rules import normalise_allowed_countries
 
         return normalise_allowed_countries(value)
 

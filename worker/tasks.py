@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from worker import pops
+from worker.backoff import exponential_delay
 from worker.call_logging import give_up, sync_call
 from worker.celery_app import MAX_RETRY_DELAY_S, app
 from worker.crm.factory import crm_for_call
@@ -28,6 +29,7 @@ from worker.pipeline import (
     mark_enqueued,
     process_stored_event,
 )
+from worker.publish import LOG_CALL, PROCESS_EVENT
 from worker.settings import get_settings
 
 log = logging.getLogger("callhook.worker")
@@ -39,8 +41,7 @@ def backoff(retries: int, hint: float | None = None) -> float:
     """Seconds before the next try: the CRM's hint if given, else 2^n with full jitter."""
     if hint is not None and hint > 0:
         return min(MAX_RETRY_DELAY_S, hint + random.uniform(0, 1))
-    ceiling = min(MAX_RETRY_DELAY_S, 2 ** min(retries + 1, 10))
-    return random.uniform(ceiling / 2, ceiling)
+    return exponential_delay(retries + 1, initial_s=1.0, cap_s=MAX_RETRY_DELAY_S)
 
 
 def fold_retry_delay(attempts: int) -> float:
@@ -53,7 +54,7 @@ def fold_retry_delay(attempts: int) -> float:
     return min(MAX_RETRY_DELAY_S, 2 ** max(attempts - 1, 0)) + random.uniform(0, 0.5)
 
 
-@app.task(name="callhook.process_event", bind=True, max_retries=20)
+@app.task(name=PROCESS_EVENT, bind=True, max_retries=20)
 def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     """Fold one stored event; the attempts are counted on its row (see `pipeline`).
 
@@ -93,7 +94,7 @@ def screen_pop(call_id: int, email: str, received_at: float | None = None) -> No
     pops.ring(call_id, email, received_at=received_at)
 
 
-@app.task(name="callhook.log_call", bind=True, max_retries=None)
+@app.task(name=LOG_CALL, bind=True, max_retries=None)
 def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
     outcome = sync_call(
         call_id, crm_for_call, dry_run=get_settings().dry_run, log_unended=_logs_at_start()
@@ -140,14 +141,3 @@ def sweep_outbox() -> dict[str, int]:
     if events or calls:
         log.info("outbox.swept events=%d calls=%d", len(events), len(calls))
     return {"events": len(events), "calls": len(calls)}
-
-
-def enqueue_event(event_id: int) -> bool:
-    """Publish after commit; False (and a log line) when the broker is down: the sweep retries."""
-    try:
-        process_event.apply_async((event_id,), retry=False)
-    except Exception as exc:  # kombu raises many types for a dead broker
-        log.warning("webhook.enqueue_failed event=%s error=%s", event_id, type(exc).__name__)
-        return False
-    mark_enqueued([event_id])
-    return True

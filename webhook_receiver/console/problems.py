@@ -17,13 +17,11 @@ configured secret's value (webhook secrets, tokens, SECRET_KEY…) become ``[hid
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import (
@@ -47,9 +45,9 @@ from webhook_receiver.replay import replay_event
 from webhook_receiver.sandbox import FORMAT_LABELS, FORMATS, TryResult, try_payload
 from worker.call_retry import CallNotRetryable, retry_call
 from worker.db import get_engine
-from worker.error_reporting import secret_values
 from worker.mapping_files import MappingFiles
 from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
+from worker.redaction import Redactor, secret_values
 from worker.settings import ConfigError, get_settings
 
 bp = Blueprint("console_problems", __name__, url_prefix="/admin")
@@ -67,12 +65,6 @@ READ_CHARS = 4000
 MAX_BULK = 500
 BULK_SECONDS = 10.0
 HIDDEN = "[hidden]"
-SECRET_KEY_NAME = re.compile(
-    r"secret|token|passw|api[_-]?key|signature|authori[sz]ation|credential|hmac|private[_-]?key",
-    re.I,
-)
-# `"key": "value"` and `key=value` in text that is neither JSON nor a form.
-_TEXT_PAIR = re.compile(r"""(["']?)([\w.\[\]-]+)\1(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s&,;}]+)""")
 
 
 # -- redaction --------------------------------------------------------------------------------
@@ -87,46 +79,23 @@ def known_secrets(files: MappingFiles) -> list[str]:
     return sorted((v for v in values if v), key=len, reverse=True)
 
 
-def _mask_tree(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: (HIDDEN if SECRET_KEY_NAME.search(str(k)) and v not in (None, "") else _mask_tree(v))
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_mask_tree(v) for v in node]
-    return node
-
-
-def _mask_keys(text: str) -> str:
-    """Values under secret-looking keys hidden, in JSON, a form body, or plain text."""
-    stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return json.dumps(_mask_tree(json.loads(stripped)), indent=2, ensure_ascii=False)
-        except (ValueError, RecursionError):
-            pass
-    elif stripped and "=" in stripped and not any(c.isspace() for c in stripped):
-        pairs = parse_qsl(stripped, keep_blank_values=True)
-        if pairs:
-            masked = [(k, HIDDEN if SECRET_KEY_NAME.search(k) and v else v) for k, v in pairs]
-            return urlencode(masked, safe="[]@:/")
-    return _TEXT_PAIR.sub(
-        lambda m: (
-            m.group(0)
-            if not SECRET_KEY_NAME.search(m.group(2))
-            else f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{HIDDEN}"
-        ),
-        text,
-    )
-
-
 def redacted_body(text: str, secrets: list[str]) -> str:
-    """`text` fit to show an operator: secret-looking keys' values and secrets hidden."""
-    shown = _mask_keys(text)
-    for secret in secrets:
-        shown = shown.replace(secret, HIDDEN)
-    return shown
+    """`text` fit to show an operator: secret-looking keys' values and secrets hidden.
+
+    A body shaped like a form (``a=b&c=d``, no spaces) stays a compact form: the preview
+    is one line in a table, not the story page's one field a line.
+    """
+    redactor = Redactor(secrets, HIDDEN, min_chars=1)  # exactly what `known_secrets` found
+    stripped = text.strip()
+    if (
+        stripped[:1] not in ("{", "[")
+        and "=" in stripped
+        and not any(c.isspace() for c in stripped)
+    ):
+        pairs = redactor.pairs(stripped)
+        if pairs:
+            return urlencode(pairs, safe="[]@:/")
+    return redactor.body(text)
 
 
 def _preview(text: str, secrets: list[str]) -> str:

@@ -39,7 +39,6 @@ import contextlib
 import email.utils
 import json
 import logging
-import random
 import re
 import signal
 import time
@@ -54,6 +53,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from webhook_receiver.payloads import BadPayload, loads
+from worker.backoff import exponential_delay
+from worker.platforms.base import TransportFailure, send
 
 if TYPE_CHECKING:
     from webhook_receiver.mapping import PlatformMapping
@@ -133,13 +134,10 @@ class Backoff:
     refused_s: float = 600.0
 
     def delay(self, attempt: int) -> float:
-        """Attempt 1, 2, 3... waits about initial, twice that, four times... up to the cap.
-
-        Half of each delay is random ("equal jitter"): a fleet that lost Kavkom together
-        does not come back in lockstep, and a delay never shrinks to nothing.
-        """
-        base = min(self.cap_s, self.initial_s * 2 ** max(0, attempt - 1))
-        return base / 2 + random.uniform(0, base / 2)
+        """Attempt 1, 2, 3... waits about initial, twice that, four times... up to the cap
+        (`worker.backoff.exponential_delay`: a fleet that lost Kavkom together does not
+        come back in lockstep)."""
+        return exponential_delay(attempt - 1, initial_s=self.initial_s, cap_s=self.cap_s)
 
 
 # -- access tokens -------------------------------------------------------------------------
@@ -462,18 +460,19 @@ class KavkomListener:
         if self.user_uuid:
             body["userUuid"] = self.user_uuid
         try:
-            response = self._http.post(
+            response = send(
+                self._http,
+                "POST",
                 self.api_url + ACQUIRE_PATH,
+                timeouts=self.http_timeouts,
                 json=body,
                 headers={
                     "Authorization": f"Bearer {self.refresh_token}",
                     "Accept": "application/json",
                 },
-                timeout=self.http_timeouts,
-                allow_redirects=False,
             )
-        except requests.RequestException as exc:
-            raise AccessUnavailable(f"acquire-access unreachable ({type(exc).__name__})") from None
+        except TransportFailure as exc:
+            raise AccessUnavailable(f"acquire-access unreachable ({exc.error})") from None
         status = response.status_code
         text = _server_text(response.content, [self.refresh_token])
         if status in (401, 403):

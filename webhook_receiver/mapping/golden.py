@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook_receiver.mapping.engine import MappingError, map_payload
-from webhook_receiver.payloads import BadPayload, nest, parse_form, parse_json, query_pairs
+from webhook_receiver.payloads import BadPayload, query_pairs, read_payload
 from worker.mapping_files import MappingFiles
 
 GOLDEN_REGION = "FR"
@@ -42,12 +42,9 @@ def golden_path(fixture: Path) -> Path:
 
 def read_fixture(fixture: Path) -> dict[str, Any]:
     """The fixture parsed as the receiver parses a delivery of its format."""
-    raw = fixture.read_bytes()
-    if fixture.suffix == ".json":
-        return parse_json(raw)
-    if fixture.suffix == ".form":
-        return parse_form(raw.strip())
-    return nest(query_pairs(raw.decode("utf-8").strip()))
+    raw = fixture.read_bytes().strip()
+    fmt = fixture.suffix.lstrip(".")  # BODY_SUFFIXES are the formats' names
+    return read_payload(fmt, raw, query_pairs(raw.decode("utf-8")) if fmt == "query" else [])
 
 
 def expected_of(files: MappingFiles, platform: str, fixture: Path) -> dict[str, Any]:

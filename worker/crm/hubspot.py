@@ -16,7 +16,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import phonenumbers
 import requests
 from hubspot import HubSpot
 from markupsafe import Markup, escape
@@ -33,10 +32,12 @@ from worker.crm.base import (
     PermanentCrmError,
     TransientCrmError,
 )
+from worker.crm.contacts import ensure_contact
 from worker.crm.hubspot_config import HTML_TEMPLATES, TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
 from worker.events import Direction
 from worker.metrics import HUBSPOT_REQUESTS
+from worker.numbers import contact_e164s, display, national_number
 from worker.retry_after import retry_after_seconds
 
 log = logging.getLogger("callhook.crm")
@@ -305,35 +306,6 @@ class ClientTransport:
         return response.json()
 
 
-def national_number(e164: str) -> str:
-    """The form HubSpot's calculated searchable phone properties hold: no country code."""
-    return str(phonenumbers.parse(e164).national_number)
-
-
-def contact_numbers(contact: Contact, region: str) -> tuple[set[str], set[str]]:
-    """The E.164 forms of a contact's numbers: (valid ones, merely possible ones).
-
-    A valid number carries a country the caller's must equal. A possible-but-invalid one
-    (a range newer than the metadata: +44 7700 900123) proves nothing against a caller,
-    but equal digits are a match. Unparseable ones are left out.
-    """
-    valid, possible = set(), set()
-    for prop in ("phone", "mobilephone"):
-        raw = contact.properties.get(prop)
-        if not raw:
-            continue
-        try:
-            number = phonenumbers.parse(str(raw), region)
-        except phonenumbers.NumberParseException:
-            continue
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        if phonenumbers.is_valid_number(number):
-            valid.add(e164)
-        elif phonenumbers.is_possible_number(number):
-            possible.add(e164)
-    return valid, possible
-
-
 class HubSpotCrm:
     """The HubSpot adapter: lookups and call logging, through a transport."""
 
@@ -410,7 +382,9 @@ class HubSpotCrm:
         exact, unsure = [], []
         for row in results:  # HubSpot sorted them, most recently modified first
             contact = Contact(id=str(row["id"]), properties=row.get("properties") or {})
-            valid, possible = contact_numbers(contact, self.region)
+            valid, possible = contact_e164s(
+                (contact.properties.get(p) for p in ("phone", "mobilephone")), self.region
+            )
             if e164 in valid or e164 in possible:
                 exact.append(contact)
             elif not valid:  # nothing proves another country: kept if nothing better
@@ -489,7 +463,7 @@ class HubSpotCrm:
             "call": call,
             "direction": call.direction or "unknown",
             "number": call.external_number,
-            "number_display": _display(call.external_number) or external or "unknown number",
+            "number_display": display(call.external_number, external),
             "contact_name": contact.name if contact else None,
             "agent": call.agent,
             "outcome": call.outcome,
@@ -634,8 +608,6 @@ class HubSpotCrm:
             )
         if found or policy.unknown_caller != "create_contact" or self.locks is None:
             return found, None
-        from worker.contacts import ensure_contact  # it needs this module's adapter
-
         owner = (
             self.owner_for_agent(call.platform, call.agent) or self.mapping.owners.default_owner_id
         )
@@ -702,7 +674,11 @@ class HubSpotCrm:
             or self.mapping.owners.default_owner_id
         )
         context = {
-            "number_display": _display(call.external_number) or call.external_number_raw or "",
+            "number_display": (
+                display(call.external_number)
+                if call.external_number
+                else call.external_number_raw or ""
+            ),
             "contact_name": contact.name if contact else None,
             "agent": call.agent,
             "platform": self.platform_names.get(call.platform, call.platform),
@@ -763,10 +739,3 @@ def readable_variables(variables: dict[str, Any]) -> dict[str, Any]:
 
 def _ms(value: Any) -> str:
     return str(int(value.timestamp() * 1000))
-
-
-def _display(e164: str | None) -> str | None:
-    if not e164:
-        return None
-    number = phonenumbers.parse(e164)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

@@ -16,32 +16,27 @@ twice. The agent is told to check their phone instead.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import phonenumbers
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from worker.numbers import dialable_e164
 from worker.retry_after import retry_after_seconds
 
 # (connect, read) seconds for `requests`; a client whose platform answers slowly says so.
 Timeouts = tuple[float, float]
 DEFAULT_TIMEOUTS: Timeouts = (5.0, 15.0)
 
-_E164_SHAPE = re.compile(r"\+[1-9]\d{6,14}")
-_MAX_PLATFORM_TEXT = 300
-
 
 class ClickToCallError(Exception):
     """Why a call could not be placed, in words a sales agent can act on.
 
     ``message`` never holds a secret: the clients write it themselves and pass any text a
-    platform returned through ``redact`` first. ``retry_after`` is in seconds.
+    platform returned through ``worker.redaction.short_text`` first. ``retry_after`` is in seconds.
     """
 
     def __init__(
@@ -90,31 +85,15 @@ def parse_destination(destination_e164: str, platform: str) -> str:
     Only a valid number in E.164 (``+`` and digits, nothing else) is accepted: a national
     number would be dialled in whatever country the PBX assumes.
     """
-    text = destination_e164 if isinstance(destination_e164, str) else ""
-    problem = (
-        f"{text[:32]!r} is not a phone number {platform} can call: write it in international "
-        "format, e.g. +33612345678."
-    )
-    if not _E164_SHAPE.fullmatch(text):
-        raise ClickToCallError(problem, code="invalid_destination")
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ClickToCallError(problem, code="invalid_destination") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise ClickToCallError(problem, code="invalid_destination")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
-    """Platform text made safe to show: secrets masked, length capped."""
-    clean = " ".join(str(text or "").split())
-    for secret in secrets:
-        if secret:
-            clean = clean.replace(secret, "[hidden]")
-    if len(clean) > _MAX_PLATFORM_TEXT:
-        clean = clean[: _MAX_PLATFORM_TEXT - 1] + "…"
-    return clean
+    e164 = dialable_e164(destination_e164)
+    if e164 is None:
+        text = destination_e164 if isinstance(destination_e164, str) else ""
+        raise ClickToCallError(
+            f"{text[:32]!r} is not a phone number {platform} can call: write it in "
+            "international format, e.g. +33612345678.",
+            code="invalid_destination",
+        )
+    return e164
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:
@@ -163,6 +142,55 @@ def new_session() -> requests.Session:
     return session
 
 
+class TransportFailure(Exception):
+    """A request that got no answer, classified once for every caller (see `send`).
+
+    ``kind`` is `BAD_URL` (the configured address is not a URL: nothing was sent),
+    `UNREACHABLE` (the request never left: refused, DNS, connect timeout, TLS; safe to
+    retry) or `OUTCOME_UNKNOWN` (it may have arrived: read timeout, dropped mid-answer;
+    retrying could do the thing twice). ``error`` is the `requests` exception's type name,
+    which never holds a URL or a header; the exception itself is the ``__cause__``.
+    """
+
+    BAD_URL = "bad_url"
+    UNREACHABLE = "unreachable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+    def __init__(self, kind: str, error: str) -> None:
+        super().__init__(f"{kind} ({error})")
+        self.kind = kind
+        self.error = error
+
+
+def send(
+    session: requests.Session, method: str, url: str, *, timeouts: Timeouts, **kwargs: Any
+) -> requests.Response:
+    """One request, redirects not followed (a redirect means a wrong address, and following
+    it would carry the credentials elsewhere); every `requests` failure becomes a
+    `TransportFailure`. What a refusal or a failure *means* stays with each caller: a
+    click-to-call client, an administrator's command and the token service say different
+    things, but they all read the failure the same way here."""
+    try:
+        return session.request(method, url, timeout=timeouts, allow_redirects=False, **kwargs)
+    except requests.RequestException as exc:
+        raise TransportFailure(_failure_kind(exc), type(exc).__name__) from exc
+
+
+def _failure_kind(exc: requests.RequestException) -> str:
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
+        return TransportFailure.BAD_URL
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return TransportFailure.UNREACHABLE
+    if isinstance(exc, requests.ConnectionError) and _never_sent(exc):
+        return TransportFailure.UNREACHABLE
+    return TransportFailure.OUTCOME_UNKNOWN  # read timeout, dropped connection, broken body
+
+
 def _never_sent(exc: requests.ConnectionError) -> bool:
     """True when the connection failed before any byte of the request left."""
     reason = exc.args[0] if exc.args else None
@@ -194,21 +222,13 @@ class PlatformHttp:
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         name = self.platform
         try:
-            response = self.session.request(
-                method, url, timeout=self.timeouts, allow_redirects=False, **kwargs
-            )
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-        ) as exc:
-            raise _config_error(name) from exc
-        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise _unreachable(name) from exc
-        except requests.ConnectionError as exc:
-            raise (_unreachable(name) if _never_sent(exc) else _outcome_unknown(name)) from exc
-        except requests.RequestException as exc:  # read timeout, broken body, ...
-            raise _outcome_unknown(name) from exc
+            response = send(self.session, method, url, timeouts=self.timeouts, **kwargs)
+        except TransportFailure as exc:
+            error = {
+                TransportFailure.BAD_URL: _config_error,
+                TransportFailure.UNREACHABLE: _unreachable,
+            }.get(exc.kind, _outcome_unknown)
+            raise error(name) from exc.__cause__
         if 300 <= response.status_code < 400:
             raise ClickToCallError(
                 f"{name} answered with a redirect: callhook's {name} address looks wrong; "

@@ -21,34 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from worker.platforms.base import ClickToCallError, Timeouts
+from worker.platforms.users import PlatformUser
 from worker.settings import Settings
 
 log = logging.getLogger("callhook.directory")
 
 # Shorter than a click-to-call's: nothing rings, and an operator is waiting on a page.
 DIRECTORY_TIMEOUTS: Timeouts = (3.0, 10.0)
-# A company with more users than MAX_PAGES pages hold is told the listing was cut.
-MAX_PAGES = 20
-
-
-@dataclass(frozen=True)
-class PlatformUser:
-    """One account of a platform, as agents.yaml would name it.
-
-    ``ident`` is what goes under ``extensions.<platform>`` (docs/agents.md, "Identifiers
-    per platform"); ``detail`` is what helps a person recognise it (an extension number,
-    a device's SIP username). Never a password or token.
-    """
-
-    platform: str
-    ident: str
-    name: str = ""
-    email: str = ""
-    detail: str = ""
-    # Other spellings of the person's name (e.g. UIS's first and last name beside its
-    # "Last First Patronymic" full name), tried when matching by name.
-    other_names: tuple[str, ...] = ()
-    enabled: bool = True
 
 
 @dataclass
@@ -79,11 +58,6 @@ def _listers() -> dict[str, tuple[str, Callable[[Settings], bool], Lister]]:
         "kazoo": ("KAZOO", kazoo_directory.configured, kazoo_directory.list_users),
         "uis": ("UIS", uis_directory.configured, uis_directory.list_users),
     }
-
-
-def configured_platforms(settings: Settings) -> list[str]:
-    """The platforms whose API callhook can ask for a user list."""
-    return [name for name, (_, ready, _) in _listers().items() if ready(settings)]
 
 
 def _one(

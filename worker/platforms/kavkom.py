@@ -22,8 +22,8 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
-    redact,
 )
+from worker.redaction import short_text
 
 NAME = "Kavkom"
 DEFAULT_BASE_URL = "https://api.kavkom.com"
@@ -114,7 +114,7 @@ class KavkomClickToCall:
         self, response: requests.Response, payload: dict[str, Any], extension: str
     ) -> ClickToCallError:
         status = response.status_code
-        said = redact(payload.get("message"), [self.api_token])
+        said = short_text(payload.get("message"), [self.api_token])
         if status in (401, 403):
             # "Rejected token" in the docs: not authorized for the route, or not linked
             # to this domain_uuid. Nothing the agent can fix.
@@ -143,7 +143,7 @@ class KavkomClickToCall:
         if isinstance(problems, dict) and problems:
             details = "; ".join(f"{key}: {value}" for key, value in problems.items())
             return ClickToCallError(
-                f"Kavkom rejected the call request: {redact(details, [self.api_token])}",
+                f"Kavkom rejected the call request: {short_text(details, [self.api_token])}",
                 status=status,
                 code="validation",
             )

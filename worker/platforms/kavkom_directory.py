@@ -24,10 +24,10 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
-    redact,
 )
-from worker.platforms.directory import MAX_PAGES, PlatformUser
 from worker.platforms.kavkom import DEFAULT_BASE_URL, NAME
+from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.redaction import short_text
 from worker.settings import Settings
 
 LIST_PATH = "/api/pbx/v1/extension/list"
@@ -84,7 +84,7 @@ def _rows(response: Any, token: str) -> list[Any]:
             code="auth",
         )
     if not 200 <= status < 300 or payload.get("error"):
-        said = redact(payload.get("message"), [token])
+        said = short_text(payload.get("message"), [token])
         raise http_error(
             NAME,
             response,

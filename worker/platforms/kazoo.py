@@ -25,8 +25,8 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
-    redact,
 )
+from worker.redaction import short_text
 
 NAME = "KAZOO"
 
@@ -109,7 +109,7 @@ class KazooClickToCall:
     ) -> ClickToCallError:
         status = response.status_code
         secrets = [self.auth_token]
-        message = redact(envelope.get("message"), secrets)
+        message = short_text(envelope.get("message"), secrets)
         code = message.replace(" ", "_") if message else None
         if status == 401:
             return ClickToCallError(
@@ -127,7 +127,7 @@ class KazooClickToCall:
             )
         if status == 404:
             return ClickToCallError(
-                f"KAZOO has no click-to-call endpoint {redact(c2c_id, secrets)} in this "
+                f"KAZOO has no click-to-call endpoint {short_text(c2c_id, secrets)} in this "
                 "account; check the KAZOO click-to-call id set for you in callhook.",
                 status=status,
                 code=code or "bad_identifier",
@@ -165,4 +165,4 @@ def _details(envelope: dict[str, Any], secrets: list[str]) -> str:
             for rule in rules.values():
                 text = rule.get("message") if isinstance(rule, dict) else rule
                 parts.append(f"{field}: {text}")
-    return redact("; ".join(parts), secrets)
+    return short_text("; ".join(parts), secrets)

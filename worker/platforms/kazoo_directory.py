@@ -29,10 +29,10 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
-    redact,
 )
-from worker.platforms.directory import MAX_PAGES, PlatformUser
 from worker.platforms.kazoo import NAME
+from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.redaction import short_text
 from worker.settings import Settings
 
 PAGE_SIZE = 100
@@ -97,7 +97,7 @@ class _Crossbar:
                 code="forbidden",
             )
         if not 200 <= status < 300 or envelope.get("status") == "error":
-            said = redact(envelope.get("message"), [self.token])
+            said = short_text(envelope.get("message"), [self.token])
             raise http_error(
                 NAME,
                 response,

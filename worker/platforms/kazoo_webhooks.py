@@ -34,7 +34,15 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from worker.platforms.base import DEFAULT_TIMEOUTS, Timeouts, json_object, new_session, redact
+from worker.platforms.base import (
+    DEFAULT_TIMEOUTS,
+    Timeouts,
+    TransportFailure,
+    json_object,
+    new_session,
+    send,
+)
+from worker.redaction import short_text
 
 HOOK_EVENTS = ("channel_create", "channel_answer", "channel_bridge", "channel_destroy")
 FORMATS = ("auto", "json", "form")
@@ -311,22 +319,22 @@ class KazooWebhooksApi:
         self, method: str, *, action: str, creates: bool = False, **kwargs: Any
     ) -> requests.Response:
         try:
-            response = self.session.request(
+            response = send(
+                self.session,
                 method,
                 self.url,
+                timeouts=self.timeouts,
                 headers={"X-Auth-Token": self.auth_token, "Accept": "application/json"},
-                timeout=self.timeouts,
-                allow_redirects=False,
                 **kwargs,
             )
-        except requests.RequestException as exc:
-            if creates and not isinstance(exc, requests.ConnectTimeout):
+        except TransportFailure as exc:
+            if creates and exc.kind == TransportFailure.OUTCOME_UNKNOWN:
                 raise KazooSetupError(
                     f"KAZOO did not answer when asked to {action}: it may exist now. Run the "
                     "command again: it creates only the hooks still missing."
                 ) from None
             raise KazooSetupError(
-                f"could not reach KAZOO at {self.base_url} to {action} ({type(exc).__name__})"
+                f"could not reach KAZOO at {self.base_url} to {action} ({exc.error})"
             ) from None
         if response.status_code in (200, 201):
             return response
@@ -336,7 +344,7 @@ class KazooWebhooksApi:
         status = response.status_code
         envelope = json_object(response)
         secrets = [self.auth_token]
-        message = redact(envelope.get("message"), secrets)
+        message = short_text(envelope.get("message"), secrets)
         if status == 401:
             return KazooSetupError(
                 f"KAZOO refused KAZOO_AUTH_TOKEN (HTTP 401) when asked to {action}: it may "
@@ -375,7 +383,7 @@ def _validation(data: Any, secrets: list[str]) -> str:
             for rule in rules.values():
                 text = rule.get("message") if isinstance(rule, dict) else rule
                 parts.append(f"{name}: {text}")
-    return redact("; ".join(parts), secrets)
+    return short_text("; ".join(parts), secrets)
 
 
 def set_up_webhooks(

@@ -27,8 +27,8 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
-    redact,
 )
+from worker.redaction import short_text
 
 NAME = "Kwebbl"
 DEFAULT_BASE_URL = "https://realtime.api.kwebbl.net/v100"
@@ -105,7 +105,7 @@ class KwebblClickToCall:
         status = response.status_code
         payload = json_object(response)  # "may contain" the error object, says Kwebbl
         code = payload.get("error_code") if isinstance(payload.get("error_code"), str) else None
-        said = redact(payload.get("message"), tokens)
+        said = short_text(payload.get("message"), tokens)
         if status == 401:
             return ClickToCallError(
                 "Kwebbl no longer accepts callhook's authorization; an administrator must "

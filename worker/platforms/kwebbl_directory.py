@@ -22,10 +22,10 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
-    redact,
 )
-from worker.platforms.directory import PlatformUser
 from worker.platforms.kwebbl import DEFAULT_BASE_URL, EXTENSION_ID, NAME, TokenProvider
+from worker.platforms.users import PlatformUser
+from worker.redaction import short_text
 from worker.settings import Settings
 
 
@@ -83,7 +83,7 @@ def _rows(response: Any, tokens: list[str]) -> list[Any]:
             code="access_denied",
         )
     if not 200 <= status < 300:
-        said = redact(json_object(response).get("message"), tokens)
+        said = short_text(json_object(response).get("message"), tokens)
         raise http_error(
             NAME,
             response,

@@ -38,7 +38,14 @@ from sqlmodel import select
 
 from worker.db import session_scope
 from worker.models import PlatformCredential, utcnow
-from worker.platforms.base import ClickToCallError, json_object, new_session, redact
+from worker.platforms.base import (
+    ClickToCallError,
+    TransportFailure,
+    json_object,
+    new_session,
+    send,
+)
+from worker.redaction import short_text
 from worker.redis_conn import connect
 from worker.secret_box import UnreadableSecret, seal, unseal
 from worker.settings import Settings, get_settings
@@ -220,24 +227,21 @@ def _post_token(settings: Settings, body: dict[str, str]) -> requests.Response:
     try:
         # Client credentials in the Basic header only: "using both the authorization header
         # and adding the Client ID and Secret in the request body is not allowed".
-        response = session.post(
+        response = send(
+            session,
+            "POST",
             url,
+            timeouts=TOKEN_TIMEOUTS,
             json=body,
             auth=(client_id, client_secret),
             headers={"Accept": "application/json"},
-            timeout=TOKEN_TIMEOUTS,
-            allow_redirects=False,
         )
-    except (
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-        requests.exceptions.InvalidSchema,
-    ) as exc:
-        raise KwebblAuthError(
-            "KWEBBL_AUTH_BASE_URL is not a valid URL; an administrator must fix it.",
-            code="not_configured",
-        ) from exc
-    except requests.RequestException as exc:
+    except TransportFailure as exc:
+        if exc.kind == TransportFailure.BAD_URL:
+            raise KwebblAuthError(
+                "KWEBBL_AUTH_BASE_URL is not a valid URL; an administrator must fix it.",
+                code="not_configured",
+            ) from exc
         raise KwebblAuthError(
             "callhook could not reach Kwebbl's token service; try again in a moment.",
             code="unavailable",
@@ -267,7 +271,7 @@ def _refusal(response: requests.Response, hidden: list[str]) -> tuple[str | None
         code = found.group(1) if found else None
     code = code or (body.get("error_code") if isinstance(body.get("error_code"), str) else None)
     reason = f"HTTP {response.status_code}" + (f" {code}" if code else "")
-    said = redact(said, hidden)
+    said = short_text(said, hidden)
     return code, reason + (f": {said}" if said else "")
 
 

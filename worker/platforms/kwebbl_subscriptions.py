@@ -6,7 +6,9 @@ contains the just created subscription"), ``DELETE /subscriptions/{id}`` (``{"ok
 "It is not possible to modify a specific subscription": cancel it and create a new one.
 
 A subscription has only a ``callback_url``, so callhook's webhook secret travels in it
-(``mappings/kwebbl.yaml``: query parameter ``token``). Anything shown to a person passes
+(``mappings/kwebbl.yaml``: query parameter ``token``, the secret from the first variable
+its ``auth.secret_env`` names, which the caller passes in: the worker never reads the
+receiver's mapping schema). Anything shown to a person passes
 through ``masked`` first; Kwebbl's own messages are redacted of the secret and tokens.
 
 Tokens come from ``kwebbl_oauth``; a 401 asks for a refreshed token once and the request
@@ -17,19 +19,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from worker.platforms.base import json_object, new_session, redact
+from worker.platforms.base import TransportFailure, json_object, new_session, send
 from worker.platforms.kwebbl_oauth import OAuthTokens, base_url
+from worker.redaction import short_text
 from worker.settings import Settings, get_settings
 
 TIMEOUTS = (5.0, 15.0)
-SECRET_ENV = "KWEBBL_WEBHOOK_SECRET"
 WEBHOOK_PATH = "/webhooks/kwebbl"
 # the documentation's pattern is [a-f0-9]{32}; anything that could leave the path is refused.
 _SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -67,13 +69,16 @@ class Subscription:
         )
 
 
-def webhook_secret() -> str:
-    """The first secret of KWEBBL_WEBHOOK_SECRET (several, comma-separated, rotate)."""
-    values = [s.strip() for s in os.environ.get(SECRET_ENV, "").split(",") if s.strip()]
+def webhook_secret(secret_envs: Sequence[str]) -> str:
+    """The secret new subscriptions carry: the first value of the first variable the
+    mapping's ``auth.secret_env`` names (several values, comma-separated, and the later
+    variables are the secrets being rotated out)."""
+    first = secret_envs[0] if secret_envs else ""
+    values = [s.strip() for s in os.environ.get(first, "").split(",") if s.strip()]
     return values[0] if values else ""
 
 
-def callback_url(settings: Settings | None = None) -> str:
+def callback_url(secret_envs: Sequence[str], settings: Settings | None = None) -> str:
     """``<PUBLIC_BASE_URL>/webhooks/kwebbl?token=<secret>``, or why it cannot be built."""
     settings = settings or get_settings()
     if not settings.public_base_url.strip():
@@ -82,10 +87,11 @@ def callback_url(settings: Settings | None = None) -> str:
             "(e.g. https://callhook.example.com) to send events to.",
             code="not_configured",
         )
-    secret = webhook_secret()
+    secret = webhook_secret(secret_envs)
     if not secret:
+        name = secret_envs[0] if secret_envs else "the kwebbl mapping's auth.secret_env"
         raise SubscriptionError(
-            f"{SECRET_ENV} is not set: choose a long random secret, set it on every callhook "
+            f"{name} is not set: choose a long random secret, set it on every callhook "
             "process, then subscribe (Kwebbl sends it back in the callback URL).",
             code="not_configured",
         )
@@ -107,6 +113,7 @@ class KwebblSubscriptions:
     def __init__(
         self,
         *,
+        secret_envs: Sequence[str] = (),
         token_provider: Callable[..., str] | None = None,
         base_url: str | None = None,
         session: requests.Session | None = None,
@@ -114,7 +121,7 @@ class KwebblSubscriptions:
         self.tokens = token_provider or OAuthTokens()
         self.url = (base_url or get_settings().kwebbl_api_base_url).rstrip("/") + "/subscriptions"
         self.session = session or new_session()
-        self._hidden: list[str] = [webhook_secret()]
+        self._hidden: list[str] = [webhook_secret(secret_envs)]
 
     def close(self) -> None:
         self.session.close()
@@ -169,20 +176,14 @@ class KwebblSubscriptions:
         self._hidden.append(token)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
-            return self.session.request(
-                method, url, headers=headers, timeout=TIMEOUTS, allow_redirects=False, **kwargs
-            )
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-        ) as exc:
-            raise SubscriptionError("KWEBBL_API_BASE_URL is not a valid URL.") from exc
-        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise SubscriptionError(
-                f"callhook could not reach Kwebbl to {what}; try again in a moment."
-            ) from exc
-        except requests.RequestException as exc:
+            return send(self.session, method, url, timeouts=TIMEOUTS, headers=headers, **kwargs)
+        except TransportFailure as exc:
+            if exc.kind == TransportFailure.BAD_URL:
+                raise SubscriptionError("KWEBBL_API_BASE_URL is not a valid URL.") from exc
+            if exc.kind == TransportFailure.UNREACHABLE:
+                raise SubscriptionError(
+                    f"callhook could not reach Kwebbl to {what}; try again in a moment."
+                ) from exc
             unsure = (
                 " It may have been done anyway: run `callhook kwebbl subscriptions` before "
                 "trying again."
@@ -197,7 +198,7 @@ class KwebblSubscriptions:
         status = response.status_code
         payload = json_object(response)
         code = payload.get("error_code") if isinstance(payload.get("error_code"), str) else None
-        said = redact(payload.get("message"), self._hidden)
+        said = short_text(payload.get("message"), self._hidden)
         detail = f" (HTTP {status}" + (f" {code}" if code else "") + (f": {said})" if said else ")")
         if status == 401:
             message = (

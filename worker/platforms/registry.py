@@ -79,10 +79,6 @@ BUILDERS: dict[str, Callable[[Settings], ClickToCall | None]] = {
 }
 
 
-def enabled_platforms(settings: Settings) -> list[str]:
-    return [name for name, build in BUILDERS.items() if build(settings) is not None]
-
-
 def click_to_call_for(agent: Agent, settings: Settings) -> tuple[str, ClickToCall, str]:
     """(platform, client, the agent's id there), or ClickToCallError saying what is missing."""
     if agent.dial is not None:

@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import phonenumbers
 import requests
 
+from worker.numbers import valid_number
 from worker.platforms.base import (
     DEFAULT_TIMEOUTS,
     ClickToCallError,
@@ -38,8 +38,8 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
-    redact,
 )
+from worker.redaction import short_text
 
 NAME = "UIS"
 DEFAULT_BASE_URL = "https://callapi.uiscom.ru/v4.0"
@@ -200,7 +200,7 @@ class UisClickToCall:
 
     def _limit_error(self, error: dict[str, Any], wait: float | None) -> ClickToCallError:
         kind = _params(error).get("limit_type")
-        per = f" per {redact(kind)}" if isinstance(kind, str) and kind else ""
+        per = f" per {short_text(kind)}" if isinstance(kind, str) and kind else ""
         when = f"; try again in {wait:.0f} s" if wait is not None else "; try again later"
         return ClickToCallError(
             f"callhook has used up its UIS Call API allowance{per}{when}.",
@@ -219,17 +219,17 @@ class UisClickToCall:
         elif code in PROTOCOL_CODES or code == -32602:
             data = error.get("data") if isinstance(error.get("data"), dict) else {}
             field = data.get("field")  # never `value`: it echoes what was sent, the key too
-            about = f" (parameter {redact(field, secrets)})" if field else ""
+            about = f" (parameter {short_text(field, secrets)})" if field else ""
             message = (
                 f"UIS rejected callhook's request{about}: "
-                f"{redact(error.get('message'), secrets) or mnemonic}; this is a callhook "
+                f"{short_text(error.get('message'), secrets) or mnemonic}; this is a callhook "
                 "problem, tell your administrator"
             )
             retryable = False
         elif code in CODE_GROUPS:
             message, retryable = CODE_GROUPS[code], False
         else:
-            said = redact(error.get("message"), secrets)
+            said = short_text(error.get("message"), secrets)
             message = f"UIS refused the call: {said or mnemonic or 'unknown error'}"
             retryable = False
         return ClickToCallError(
@@ -240,11 +240,7 @@ class UisClickToCall:
 def _e164_digits(number: str) -> str:
     text = (number or "").strip()
     digits = text[1:] if text.startswith("+") else text
-    try:
-        parsed = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError("UIS: virtual_phone_number is not an E.164 number") from exc
-    if not digits.isdigit() or not phonenumbers.is_valid_number(parsed):
+    if not digits.isdigit() or valid_number("+" + digits, None) is None:
         raise ValueError("UIS: virtual_phone_number is not an E.164 number")
     return digits
 

@@ -25,10 +25,10 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
-    redact,
 )
-from worker.platforms.directory import MAX_PAGES, PlatformUser
 from worker.platforms.uis import NAME
+from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.redaction import short_text
 from worker.settings import Settings
 
 METHOD = "get.employees"
@@ -84,10 +84,10 @@ def _rows(response: Any, token: str) -> list[Any]:
     if isinstance(error, dict):
         data = error.get("data") if isinstance(error.get("data"), dict) else {}
         mnemonic = data.get("mnemonic") if isinstance(data.get("mnemonic"), str) else ""
-        said = redact(error.get("message"), [token])
+        said = short_text(error.get("message"), [token])
         raise ClickToCallError(
             f"UIS refused {METHOD}: {said or 'no reason given'}"
-            + (f" ({redact(mnemonic)})" if mnemonic else "")
+            + (f" ({short_text(mnemonic)})" if mnemonic else "")
             + ". The UIS API key needs Data API access to employees.",
             code=mnemonic or None,
         )

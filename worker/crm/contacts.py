@@ -9,15 +9,27 @@ second click create a second contact.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import redis
 
 from worker.crm.base import Contact
 from worker.numbers import display
 
-if TYPE_CHECKING:
-    from worker.crm.hubspot import HubSpotCrm
+
+class ContactCrm(Protocol):
+    """What `ensure_contact` needs of the CRM adapter (``worker.crm.hubspot.HubSpotCrm``).
+
+    A protocol, not an import: the adapter calls `ensure_contact` when its CRM file asks
+    for placeholder contacts, and importing it back would make the two modules a cycle.
+    """
+
+    transport: Any  # has create_contact(body) -> id
+    cache: Any  # None, or has put(e164, contacts)
+
+    def find_contact_by_number(self, e164: str, *, recheck_miss: bool = False) -> Contact | None:
+        """The contact HubSpot has for `e164`, if any."""
+        ...
 
 
 def placeholder_properties(e164: str, owner_id: str | None) -> dict[str, str]:
@@ -29,7 +41,7 @@ def placeholder_properties(e164: str, owner_id: str | None) -> dict[str, str]:
 
 
 def ensure_contact(
-    crm: HubSpotCrm, client: redis.Redis, e164: str, owner_id: str | None
+    crm: ContactCrm, client: redis.Redis, e164: str, owner_id: str | None
 ) -> tuple[Contact, bool]:
     """The contact for `e164`, created as a placeholder if none exists; (contact, created)."""
     with client.lock(f"callhook:lock:contact:{e164}", timeout=30, blocking_timeout=30):
