@@ -71,6 +71,32 @@ def test_broken_file_is_reported_with_file_key_and_reason(
     assert expected in result.output
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("expr: \"'outbound' if (request or to)", "expr: \"'outbound' if (request or to))"),
+            "kazoo.yaml: events[2].fields.direction.expr: Value error, expression error: "
+            "unexpected ')'",
+        ),
+        (
+            ("        unmapped: absent", "        unmapped: ignore"),
+            "kazoo.yaml: events[0].fields.outcome.unmapped: Input should be 'error' or 'absent'",
+        ),
+    ],
+)
+def test_broken_expression_is_reported_with_file_key_and_reason(
+    mappings_dir: Path, edit: tuple[str, str], expected: str
+) -> None:
+    path = mappings_dir / "kazoo.yaml"
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    result = CliRunner().invoke(cli, ["mappings", "check"])
+    assert result.exit_code == 1
+    assert expected in result.output
+
+
 def test_bad_hubspot_status_is_reported(mappings_dir: Path) -> None:
     path = mappings_dir / "hubspot.yaml"
     path.write_text(path.read_text().replace("busy: BUSY", "busy: ENGAGED"))

@@ -21,16 +21,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from webhook_receiver.mapping.schema import EventRule, FieldSpec, PlatformMapping
+from webhook_receiver.mapping import expressions
+from webhook_receiver.mapping.expressions import ExpressionError
+from webhook_receiver.mapping.schema import EXPR, EventRule, FieldSpec, PlatformMapping
 from webhook_receiver.mapping.transforms import convert
 from webhook_receiver.payloads import quote
 from worker.events import CallEvent
 
 _MISSING = object()
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 # Fields that may read a list (the legs a leg names; a dedupe key is hashed as text): every
 # other field takes one value.
 _MANY_VALUED = {"linked_call_ids", "dedupe_key"}
+# A value a field's `map` does not list, when the file says nothing (`unmapped:`): the
+# delivery is unmapped, except for an outcome, which callhook infers from the call's times
+# when none is stated. A platform adding a hangup cause must not stop call logging.
+_UNMAPPED = {"outcome": "absent"}
 
 
 class MappingError(ValueError):
@@ -50,6 +55,7 @@ class _Context:
     root: Any
     mapping: PlatformMapping
     region: str
+    _variables: dict[str, Any] | None = field(default=None, repr=False)
 
     def at(self, root: Any) -> _Context:
         return _Context(self.top, root, self.mapping, self.region)
@@ -57,6 +63,19 @@ class _Context:
     @property
     def zone(self) -> str:
         return self.mapping.timezone
+
+    def variables(self) -> dict[str, Any]:
+        """What expressions and templates read: the root's keys, `this` and `delivery`.
+
+        Built on first use and kept for the rest of this item, so a rule with no `expr`
+        or `template` costs nothing, and one with several pays once. Values get the
+        platform's clean-up (`strip_quotes`, `absent_values`) as paths' values do.
+        """
+        if self._variables is None:
+            root = _clean_deep(self.root, self.mapping)
+            top = root if self.top is self.root else _clean_deep(self.top, self.mapping)
+            self._variables = expressions.scope(root, top)
+        return self._variables
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -94,6 +113,18 @@ def _clean(value: Any, mapping: PlatformMapping) -> Any:
     return value
 
 
+def _clean_deep(value: Any, mapping: PlatformMapping) -> Any:
+    """`_clean` applied throughout a payload (only copied when the platform cleans values)."""
+    if not (mapping.strip_quotes or mapping.absent_values):
+        return value
+    if isinstance(value, dict):
+        cleaned = {key: _clean_deep(item, mapping) for key, item in value.items()}
+        return {key: item for key, item in cleaned.items() if item is not _MISSING}
+    if isinstance(value, list):
+        return [None if (c := _clean_deep(item, mapping)) is _MISSING else c for item in value]
+    return _clean(value, mapping)
+
+
 def _text(value: Any) -> str:
     """How a payload value compares with a YAML one: JSON `true` and form "true" are equal."""
     if isinstance(value, bool):
@@ -107,6 +138,13 @@ def _present(value: Any) -> bool:
 
 def _matches(conditions: dict[str, Any], ctx: _Context) -> bool:
     for path, expected in conditions.items():
+        if path == EXPR:
+            try:
+                if not expressions.expression(expected).evaluate(ctx.variables()):
+                    return False
+            except ExpressionError as exc:
+                raise MappingError(f"when: {exc}") from None
+            continue
         value = _lookup(ctx, path)
         if isinstance(expected, dict) and set(expected) == {"present"}:
             if _present(value) != bool(expected["present"]):
@@ -124,18 +162,15 @@ def _matches(conditions: dict[str, Any], ctx: _Context) -> bool:
     return True
 
 
-def _render(template: str, ctx: _Context) -> str | None:
-    missing: list[str] = []
-
-    def sub(match: re.Match[str]) -> str:
-        value = _lookup(ctx, match.group(1).strip())
-        if not _present(value):
-            missing.append(match.group(1))
-            return ""
-        return str(value)
-
-    text = _PLACEHOLDER.sub(sub, template)
-    return None if missing else text
+def _source(spec: FieldSpec) -> str:
+    """How a reason names where a field comes from: its paths, or its expression."""
+    if spec.paths:
+        return "/".join(spec.paths)
+    if spec.expr is not None:
+        return f"expr {spec.expr!r}"
+    if spec.template is not None:
+        return f"template {spec.template!r}"
+    return "value"
 
 
 def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
@@ -143,8 +178,17 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
     raw: Any = _MISSING
     if spec.value is not None:
         raw = spec.value
+    elif spec.expr is not None:
+        try:
+            # What it read is already cleaned (`variables`); what it says is taken as is.
+            raw = expressions.expression(spec.expr).evaluate(ctx.variables())
+        except ExpressionError as exc:
+            raise MappingError(f"{name}: {exc}") from None
     elif spec.template is not None:
-        rendered = _render(spec.template, ctx)
+        try:
+            rendered = expressions.template(spec.template).render(ctx.variables())
+        except ExpressionError as exc:
+            raise MappingError(f"{name}: {exc}") from None
         raw = _MISSING if rendered is None else rendered
     else:
         for path in spec.paths:
@@ -161,7 +205,7 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
         # An object where a value belongs: its repr must not become a call id or a number.
         # (A `regex` has already turned it into text, or into nothing when it did not match.)
         kind = "an object" if isinstance(raw, dict) else "a list"
-        raise MappingError(f"{name}: {'/'.join(spec.paths) or 'value'} is {kind}, not a value")
+        raise MappingError(f"{name}: {_source(spec)} is {kind}, not a value")
     value: Any = raw
     if spec.map is not None:
         key = str(raw)
@@ -172,12 +216,11 @@ def resolve(name: str, spec: FieldSpec, ctx: _Context) -> tuple[Any, Any]:
             value = lowered[key.casefold()]
         elif spec.default is not None:
             return spec.default, raw
-        elif spec.unmapped == "absent":
+        elif (spec.unmapped or _UNMAPPED.get(name, "error")) == "absent":
             return None, raw
         else:
             known = ", ".join(sorted(str(k) for k in spec.map))
-            source = "/".join(spec.paths) or "value"
-            raise MappingError(f"{name}: {source} {quote(raw)} is not one of: {known}")
+            raise MappingError(f"{name}: {_source(spec)} {quote(raw)} is not one of: {known}")
     if spec.type is not None and value is not None:
         try:
             value = convert(
@@ -208,9 +251,13 @@ def _variables(rule: EventRule, ctx: _Context) -> dict[str, Any]:
             field_spec = getattr(rule.fields, name)
             if isinstance(field_spec, FieldSpec):
                 used.update(p.split(".")[0] for p in field_spec.paths)
-                if field_spec.template:
-                    used.update(m.split(".")[0] for m in _PLACEHOLDER.findall(field_spec.template))
+                if field_spec.template is not None:
+                    used.update(expressions.template(field_spec.template).names)
+                if field_spec.expr is not None:
+                    used.update(expressions.expression(field_spec.expr).names)
         used.update(rule.when)
+        if isinstance(rule.when.get(EXPR), str):
+            used.update(expressions.expression(rule.when[EXPR]).names)
         for key, value in ctx.root.items():
             if key not in used and key not in spec.exclude:
                 found[key] = value
@@ -238,7 +285,7 @@ def _build(mapping: PlatformMapping, rule: EventRule, ctx: _Context) -> CallEven
     for required in ("call_id", "stage"):
         if required not in values:
             spec = getattr(rule.fields, required)
-            raise MappingError(f"{required}: {'/'.join(spec.paths) or 'value'} is missing")
+            raise MappingError(f"{required}: {_source(spec)} is missing")
     if values["stage"] == "ignore":
         return None
     values["call_id"] = str(values["call_id"])
@@ -331,7 +378,7 @@ def _map_one(mapping: PlatformMapping, ctx: _Context) -> tuple[list[CallEvent], 
 def _seen(mapping: PlatformMapping, ctx: _Context) -> str:
     """What the payload says in the fields the rules test, e.g. ` (event_type='parked')`."""
     paths = dict.fromkeys(
-        p for r in mapping.events for p, c in r.when.items() if c != {"present": True}
+        p for r in mapping.events for p, c in r.when.items() if c != {"present": True} and p != EXPR
     )
     found = [f"{p}={quote(_lookup(ctx, p))}" for p in paths if _present(_lookup(ctx, p))]
     return f" ({', '.join(found)})" if found else ""

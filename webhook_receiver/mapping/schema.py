@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from webhook_receiver.mapping import expressions
 from worker.events import Stage
 
 TRANSFORMS = (
@@ -42,15 +43,19 @@ class FieldSpec(Strict):
 
     path: str | list[str] | None = None
     value: Any = None
+    # Jinja: `{{ a.b }}-{{ c }}` (a file written before Jinja may still say `{a.b}-{c}`).
     template: str | None = None
+    # A Jinja expression over the payload's keys: `phone_a if is_incoming else phone_b`.
+    expr: str | None = None
     type: Literal[TRANSFORMS] | None = None  # type: ignore[valid-type]
     regex: str | None = None
     map: dict[str, Any] | None = None
     default: Any = None
     region: str | None = None
     format: str | None = None
-    # A value `map` does not list: the delivery is unmapped (the default), or the field absent.
-    unmapped: Literal["error", "absent"] = "error"
+    # A value `map` does not list: the delivery is unmapped, or the field absent. Unset,
+    # `outcome` is absent (callhook infers it) and every other field is unmapped.
+    unmapped: Literal["error", "absent"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -64,14 +69,32 @@ class FieldSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
-        sources = [s for s in (self.path, self.template) if s is not None]
+        sources = [s for s in (self.path, self.template, self.expr) if s is not None]
         if self.value is not None:
             sources.append(self.value)
         if len(sources) > 1:
-            raise ValueError("give only one of path, value, template")
+            raise ValueError("give only one of path, value, template, expr")
         if not sources and self.default is None:
-            raise ValueError("needs a path, value, template or default")
+            raise ValueError("needs a path, value, template, expr or default")
         return self
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        # Compiled here, once: a syntax error stops start-up naming the file and the key,
+        # and the engine only ever runs compiled templates (expressions.template caches).
+        if value is not None:
+            if expressions.is_legacy_template(value):
+                value = expressions.from_legacy(value)
+            expressions.template(value)
+        return value
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            expressions.expression(value)
+        return value
 
     @field_validator("regex")
     @classmethod
@@ -145,7 +168,28 @@ class Fields(Strict):
         return spec
 
 
-Condition = Any  # scalar (equals), list (one of), or {present: bool}
+Condition = Any  # scalar (equals), list (one of), {present: bool} or {regex: "…"}
+# In a `when` (or an `ignore` entry), this key is not a path but a Jinja condition.
+EXPR = "expr"
+
+
+def check_conditions(conditions: dict[str, Condition]) -> dict[str, Condition]:
+    """Compile a condition set's `expr` (a syntax error is the file's error, at load)."""
+    if EXPR in conditions:
+        source = conditions[EXPR]
+        if not isinstance(source, str):
+            raise ValueError(f"expr: write the condition as text, not {type(source).__name__}")
+        try:
+            expressions.expression(source)
+        except ValueError as exc:
+            raise ValueError(f"expr: {exc}") from None
+    for path, expected in conditions.items():
+        if isinstance(expected, dict) and set(expected) == {"regex"}:
+            try:
+                re.compile(str(expected["regex"]))
+            except re.error as exc:
+                raise ValueError(f"{path}: not a valid regular expression: {exc}") from None
+    return conditions
 
 
 class EventRule(Strict):
@@ -156,6 +200,11 @@ class EventRule(Strict):
     root: str | None = None
     foreach: str | None = None
     fields: Fields
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, value: dict[str, Condition]) -> dict[str, Condition]:
+        return check_conditions(value)
 
 
 class Auth(Strict):
@@ -247,6 +296,11 @@ class PlatformMapping(Strict):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not str(k).startswith("x-")}
         return data
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore(cls, value: list[dict[str, Condition]]) -> list[dict[str, Condition]]:
+        return [check_conditions(conditions) for conditions in value]
 
     @field_validator("absent_values")
     @classmethod

@@ -507,3 +507,21 @@ def test_unreadable_channel_events_say_why(kazoo, change: dict[str, Any], reason
 def test_a_payload_of_no_known_kind_is_refused(kazoo) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MappingError, match="no event rule matches this payload"):
         map_payload(kazoo, {"hello": "world"}, default_region="FR")
+
+
+@pytest.mark.parametrize(
+    ("cause", "outcome"),
+    [
+        ("USER_BUSY", "busy"),
+        ("user_busy", "busy"),  # the map compares without case
+        ("NORMAL_CLEARING", None),  # not an outcome: the fold infers it
+        ("CAUSE_KAZOO_ADDS_NEXT_YEAR", None),  # unknown: absent, never an unmapped delivery
+    ],
+)
+def test_hangup_causes_the_map_does_not_list_leave_the_outcome_absent(  # type: ignore[no-untyped-def]
+    kazoo, cause: str, outcome: str | None
+) -> None:
+    payload = payload_of("channel_destroy__outbound_user_leg.json")
+    payload["hangup_cause"] = cause
+    (event,) = map_payload(kazoo, payload, default_region="FR").events
+    assert (event.outcome, event.hangup_cause) == (outcome, cause)

@@ -343,3 +343,10 @@ def test_unreadable_payloads_say_why(kwebbl, body: dict[str, Any], reason: str) 
     with pytest.raises(MappingError) as info:
         map_payload(kwebbl, body, default_region="FR")
     assert reason in str(info.value)
+
+
+def test_transferred_to_an_external_number_names_the_extension_on_the_other_side(kwebbl) -> None:  # type: ignore[no-untyped-def]
+    body = payload("transferred__seed_blind.json")
+    body["after"] = {"from": {"number": "030"}, "to": {"number": "+31612345678"}}
+    (event,) = map_payload(kwebbl, body, default_region="FR").events
+    assert event.agent == "030"  # an external number is never an agent

@@ -397,3 +397,19 @@ def test_unreadable_payloads_say_why(uis, payload, reason) -> None:  # type: ign
     with pytest.raises(MappingError) as info:
         map_payload(uis, payload, default_region="FR")
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("talk", "outcome"),
+    [(42, "answered"), ("42", "answered"), ('"42"', "answered"), (0, "no_answer"),
+     ("0", "no_answer"), ("null", None), ("{{talk_time_duration}}", None)],
+)  # fmt: skip
+def test_call_finished_outcome_is_whether_they_talked(uis, talk: Any, outcome: str | None) -> None:  # type: ignore[no-untyped-def]
+    # JSON numbers, the text of GET and form templates (quotes stripped), an empty value
+    # or an unfilled placeholder (no outcome here: the fold infers it).
+    payload = payload_of("call_finished__inbound_answered.json")
+    payload["talk_time_duration"] = talk
+    if outcome is None:
+        payload.pop("total_time_duration")  # nothing for the fold to read either
+    (event,) = map_payload(uis, payload, default_region="FR").events
+    assert event.outcome == outcome

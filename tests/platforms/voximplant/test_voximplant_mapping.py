@@ -435,3 +435,17 @@ def test_unreadable_payloads_say_why(voximplant, payload, reason: str) -> None: 
     with pytest.raises(MappingError) as info:
         map_payload(voximplant, payload, default_region="FR")
     assert reason in str(info.value)
+
+
+def test_the_customer_is_picked_per_call_and_never_guessed(voximplant) -> None:  # type: ignore[no-untyped-def]
+    payload = with_code(True, "Call_Answered")
+    call = payload["callbacks"][0]["new_calls"]["calls"][0]
+    call.pop("phone_b")  # an inbound call needs only the caller to name the customer
+    (event,) = events_of(voximplant, payload)
+    assert (event["external_number"], event.get("company_number")) == (
+        "+" + str(call["phone_a"]).lstrip("+"),
+        None,
+    )
+    call.pop("is_incoming")  # no direction: neither number is taken for the customer
+    (event,) = events_of(voximplant, payload)
+    assert "external_number" not in event and "direction" not in event
