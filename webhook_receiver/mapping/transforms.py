@@ -11,58 +11,16 @@ OverflowError or RecursionError that would answer 500.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from webhook_receiver.payloads import BadPayload, loads, quote
+from worker import numbers
 
-# Platforms write "no number" in many ways; none of them is a customer to look up.
-ANONYMOUS = {"", "anonymous", "unknown", "private", "restricted", "unavailable", "withheld"}
-
-
-def to_e164(raw: object, region: str) -> str | None:
-    """Normalise a phone number to E.164, or None when it is not a public number.
-
-    Several platforms (Kavkom among them) send international numbers without the
-    leading ``+`` ("33612345678"): when the number does not parse as a national
-    number of ``region``, it is tried again as an international one. Short
-    internal extensions ("1001") parse as neither and give None.
-
-    A number valid per ``phonenumbers``' metadata wins; failing that, one of a possible
-    length for its country (``IS_POSSIBLE``, never "local only") is kept as well: ranges
-    newer than the metadata (``+44 7700 900123``) are real callers whose contacts hold
-    exactly those digits. Click-to-call still dials only valid numbers (worker/dialing.py).
-    """
-    text = str(raw).strip()
-    if text.lower() in ANONYMOUS:
-        return None
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    candidates = [text]
-    if not text.startswith("+") and re.fullmatch(r"[\d\s().-]{8,}", text):
-        candidates.append("+" + re.sub(r"\D", "", text))
-    parsed = []
-    for candidate in candidates:
-        try:
-            parsed.append(phonenumbers.parse(candidate, region))
-        except phonenumbers.NumberParseException:
-            continue
-    for accept in (phonenumbers.is_valid_number, is_plausible_number):
-        for number in parsed:
-            if accept(number):
-                return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None
-
-
-def is_plausible_number(number: phonenumbers.PhoneNumber) -> bool:
-    """A possible length for its country's numbers, dialable from anywhere."""
-    return (
-        phonenumbers.is_possible_number_with_reason(number)
-        == phonenumbers.ValidationResult.IS_POSSIBLE
-    )
+# Numbers are read one way everywhere (worker/numbers.py): "no number" spellings,
+# E.164 for valid and possible-but-newer numbers, None for extensions.
+ANONYMOUS = numbers.ANONYMOUS
+to_e164 = numbers.to_e164
 
 
 def _number(raw: object) -> float:
