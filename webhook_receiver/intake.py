@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
 from webhook_receiver.mapping.engine import payload_digest
@@ -30,7 +32,7 @@ from webhook_receiver.payloads import BadPayload, UnsupportedFormat, check_bound
 from worker.db import get_engine
 from worker.metrics import WEBHOOK_DELIVERIES
 from worker.models import EventStatus, WebhookEvent
-from worker.publish import enqueue_event
+from worker.publish import enqueue_event_soon
 from worker.settings import get_settings
 
 log = logging.getLogger("callhook.webhook")
@@ -50,24 +52,45 @@ class Intake:
 
 
 def _store(row: WebhookEvent) -> tuple[int, bool]:
-    """Insert the event; (id, True) if new, (existing id, False) on a duplicate delivery."""
-    engine = get_engine()
+    """Insert the event; (id, True) if new, (existing id, False) on a duplicate delivery.
+
+    A connection the database dropped since its last use (a restart: the pool does not
+    ping) fails once, invalidating the pool; the insert is then tried again on a fresh one.
+    """
     try:
-        with Session(engine) as session:
-            session.add(row)
-            session.commit()
-            assert row.id is not None
-            return row.id, True
-    except IntegrityError:
-        with Session(engine) as session:
-            existing = session.exec(
-                select(WebhookEvent.id).where(
-                    WebhookEvent.platform == row.platform,
-                    WebhookEvent.dedupe_key == row.dedupe_key,
-                )
-            ).one()
-            assert existing is not None
-            return existing, False
+        return _insert(row)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info("webhook.store_reconnected platform=%s", row.platform)
+        return _insert(row)
+
+
+_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns if c.name != "id")
+
+
+def _insert(row: WebhookEvent) -> tuple[int, bool]:
+    """One INSERT … ON CONFLICT DO NOTHING RETURNING id, and its COMMIT (Core, not the
+    ORM's unit of work: this is the webhook's one durable write)."""
+    engine = get_engine()
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(_EVENTS)
+        .values({name: getattr(row, name) for name in _EVENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["platform", "dedupe_key"])
+        .returning(_EVENTS.c.id)
+    )
+    with engine.begin() as conn:
+        new_id = conn.execute(statement).scalar_one_or_none()
+        if new_id is not None:
+            return int(new_id), True
+        existing = conn.execute(
+            sa.select(_EVENTS.c.id).where(
+                _EVENTS.c.platform == row.platform, _EVENTS.c.dedupe_key == row.dedupe_key
+            )
+        ).scalar_one()
+        return int(existing), False
 
 
 def _store_or_none(row: WebhookEvent) -> tuple[int | None, bool]:
@@ -102,6 +125,10 @@ def _row(platform: str, raw: bytes, method: str, content_type: str, query: str) 
         content_type=_text(content_type)[:200],
         body=_text(raw),
         query=query,
+        # Given, not defaulted: pydantic inspects a builtin default_factory's signature on
+        # each call, a measurable cost on the webhook's hot path.
+        canonical=[],
+        attempts=0,
     )
 
 
@@ -206,8 +233,10 @@ def _ingest(
         log.info("webhook.ignored platform=%s id=%s", platform, event_id)
         body = {"status": "ignored", "id": event_id, "reason": result.ignored}
         return Intake(200, "webhook.ignored", body)
-    enqueued = enqueue_event(event_id)
-    log.info("webhook.accepted platform=%s id=%s enqueued=%s", platform, event_id, enqueued)
+    # Acknowledged once stored: publishing the task is the publisher thread's job
+    # (worker/publish.py), and the outbox sweep's if that thread never gets to it.
+    enqueue_event_soon(event_id)
+    log.info("webhook.accepted platform=%s id=%s", platform, event_id)
     body = {"status": "accepted", "id": event_id, "events": len(result.events)}
     return Intake(200, "webhook.accepted", body)
 

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from webhook_receiver.operator_auth import SIGN_IN_HINT, signed_in_operator
 from worker.metrics import RedisCollector
+from worker.metrics import flush as flush_metrics
 from worker.settings import get_settings
 
 bp = Blueprint("metrics", __name__)
@@ -46,4 +47,5 @@ def metrics():  # type: ignore[no-untyped-def]
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Bearer realm="callhook metrics"'
         return response
+    flush_metrics()  # this process's latest counts are part of the scrape
     return Response(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,9 @@ one pipelined round trip and exposes them through prometheus_client's metric fam
 (``RedisCollector``), so the exposition format is the library's, not ours.
 
 Recording is best effort: a webhook must never wait for, or fail because of, a metric.
+Each process sums its increments in memory and sends them every ``FLUSH_INTERVAL_S``
+(and at exit, and before it serves a scrape): the hot path pays no Redis round trip, and
+a process killed outright loses at most that last half second of counts.
 A process that has no Redis yet (a unit test, a CLI command) counts nothing rather than
 start the embedded server. Writes use short timeouts, and after a Redis error this
 process stops writing for `QUIET_AFTER_ERROR_S` (one warning), instead of paying a
@@ -28,6 +31,7 @@ timeout on every request.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
@@ -82,8 +86,56 @@ def _known_redis_url() -> str:
     return get_settings().redis_url or os.environ.get("REDIS_URL", "")
 
 
+# Increments wait here, summed per (command, key, field), and go to Redis every
+# FLUSH_INTERVAL_S from a thread of this process (and at exit, and before this process
+# serves a scrape): a webhook pays a dict update, not a Redis round trip.
+FLUSH_INTERVAL_S = 0.5
+_pending: dict[tuple[str, str, str], float] = {}
+_pending_lock = threading.Lock()
+_flusher_pid: int | None = None
+
+
 def _write(commands: Sequence[tuple[str, str, str, float]]) -> None:
-    """Send the increments in one round trip; drop them if Redis does not answer."""
+    """Add increments to this process's next flush."""
+    if time.monotonic() < _quiet_until:
+        return
+    with _pending_lock:
+        for command, key, field, amount in commands:
+            slot = (command, key, field)
+            _pending[slot] = _pending.get(slot, 0.0) + amount
+    _ensure_flusher()
+
+
+def _ensure_flusher() -> None:
+    global _flusher_pid
+    if _flusher_pid == os.getpid():
+        return
+    with _pending_lock:
+        if _flusher_pid == os.getpid():
+            return
+        _flusher_pid = os.getpid()
+    threading.Thread(target=_flush_forever, name="callhook-metrics", daemon=True).start()
+    atexit.register(flush)
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(FLUSH_INTERVAL_S)
+        flush()
+
+
+def flush() -> None:
+    """Send what this process counted since the last flush, in one round trip; drop it
+    if Redis does not answer (a metric never holds anything up)."""
+    with _pending_lock:
+        if not _pending:
+            return
+        batch = list(_pending.items())
+        _pending.clear()
+    _send(batch)
+
+
+def _send(batch: Sequence[tuple[tuple[str, str, str], float]]) -> None:
     global _quiet_until
     if time.monotonic() < _quiet_until:
         return
@@ -92,7 +144,7 @@ def _write(commands: Sequence[tuple[str, str, str, float]]) -> None:
         return
     try:
         pipe = _client(url).pipeline(transaction=False)
-        for command, key, field, amount in commands:
+        for (command, key, field), amount in batch:
             getattr(pipe, command)(key, field, amount)
         pipe.execute()
     except (redis.RedisError, OSError) as exc:

@@ -11,7 +11,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, select, update
 
 from worker.agents import AgentDirectory
 from worker.db import session_scope
@@ -218,10 +218,13 @@ def calls_to_sync(grace: timedelta) -> list[int]:
 def mark_enqueued(event_ids: list[int]) -> None:
     if not event_ids:
         return
+    # One statement for the whole batch (the publisher marks hundreds at once under load).
     with session_scope() as session:
-        for event in session.exec(select(WebhookEvent).where(WebhookEvent.id.in_(event_ids))):  # type: ignore[union-attr]
-            event.enqueued_at = utcnow()
-            session.add(event)
+        session.exec(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(event_ids))  # type: ignore[union-attr]
+            .values(enqueued_at=utcnow())
+        )
 
 
 def close_unended(after: timedelta, limit: int = 200) -> list[int]:
