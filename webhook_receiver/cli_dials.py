@@ -8,6 +8,8 @@ limits reached are the signs of a leaked link being tried; revoke it with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 from sqlmodel import Session, select
 
@@ -32,7 +34,7 @@ def _cell(value: object, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _line(cells: list[object]) -> str:
+def _line(cells: Sequence[object]) -> str:
     parts = [_cell(c, w).ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=False)]
     return " ".join([*parts, str(cells[-1])]).rstrip()
 

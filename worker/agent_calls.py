@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.agents import Agent, AgentDirectory
 from worker.call_logging import sync_hash
@@ -81,7 +81,7 @@ def _answered(call: Call) -> bool:
 def _theirs(agent: Agent) -> Any:
     """SQL: the call's agent is one of this agent's identifiers on its platform."""
     clauses = [
-        sa.and_(Call.platform == platform, Call.agent.in_([str(i) for i in idents]))  # type: ignore[union-attr]
+        sa.and_(col(Call.platform) == platform, col(Call.agent).in_([str(i) for i in idents]))
         for platform, idents in agent.extensions.items()
         if idents
     ]
@@ -112,7 +112,8 @@ def _shown_to(session: Session, email: str, start: datetime, end: datetime) -> s
     ).all()
     for leg, root in legs:
         ids.discard(leg)
-        ids.add(root)
+        if root is not None:
+            ids.add(root)
     return ids
 
 
@@ -289,11 +290,11 @@ def day_view(
             .where(
                 Call.merged_into.is_(None),  # type: ignore[union-attr]
                 sa.or_(
-                    sa.and_(Call.started_at >= start, Call.started_at < end),  # type: ignore[operator]
+                    sa.and_(col(Call.started_at) >= start, col(Call.started_at) < end),
                     sa.and_(
-                        Call.started_at.is_(None),  # type: ignore[union-attr]
-                        Call.ended_at >= start,  # type: ignore[operator]
-                        Call.ended_at < end,  # type: ignore[operator]
+                        col(Call.started_at).is_(None),
+                        col(Call.ended_at) >= start,
+                        col(Call.ended_at) < end,
                     ),
                 ),
                 sa.or_(_theirs(agent), Call.id.in_(shown) if shown else sa.false()),  # type: ignore[union-attr]

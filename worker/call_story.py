@@ -33,7 +33,7 @@ from typing import Any
 import phonenumbers
 import redis
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.db import get_engine
 from worker.events import Direction
@@ -102,7 +102,7 @@ class CallFilters:
     until: date | None = None  # `to`, inclusive, through 24:00 UTC
     before: int | None = None  # keyset: calls with a smaller id (older)
 
-    def query_args(self, **override: Any) -> dict[str, str]:
+    def query_args(self, **override: Any) -> dict[str, Any]:
         """The parameters that give this search again (for the "older" link)."""
         values = {
             "platform": self.platform,
@@ -207,16 +207,16 @@ def _time_clause(since: date | None, until: date | None) -> list[Any]:
         start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
         clauses.append(
             sa.or_(
-                Call.started_at >= start,  # type: ignore[operator]
-                sa.and_(Call.started_at.is_(None), Call.ended_at >= start),  # type: ignore[union-attr,operator]
+                col(Call.started_at) >= start,
+                sa.and_(col(Call.started_at).is_(None), col(Call.ended_at) >= start),
             )
         )
     if until is not None:
         end = datetime.combine(until + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         clauses.append(
             sa.or_(
-                Call.started_at < end,  # type: ignore[operator]
-                sa.and_(Call.started_at.is_(None), Call.ended_at < end),  # type: ignore[union-attr,operator]
+                col(Call.started_at) < end,
+                sa.and_(col(Call.started_at).is_(None), col(Call.ended_at) < end),
             )
         )
     return clauses
@@ -599,7 +599,7 @@ def _dials(session: Session, call: Call, redactor: Redactor) -> list[Dial]:
         select(DialAttempt)
         .where(
             DialAttempt.platform_call_id == call.platform_call_id,
-            sa.or_(DialAttempt.platform == call.platform, DialAttempt.platform.is_(None)),  # type: ignore[union-attr]
+            sa.or_(col(DialAttempt.platform) == call.platform, col(DialAttempt.platform).is_(None)),
         )
         .order_by(DialAttempt.id)  # type: ignore[arg-type]
         .limit(MAX_DIALS)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.events import FINAL_RANK, STAGE_RANK, CallEvent, Outcome, Stage
 from worker.models import Call, CallEventRecord, CrmStatus, utcnow
@@ -180,7 +180,7 @@ def _history(session: Session, call: Call) -> list[CallEvent]:
     rows = session.exec(
         select(CallEventRecord)
         .where(CallEventRecord.call_id == call.id)
-        .order_by(CallEventRecord.id)
+        .order_by(col(CallEventRecord.id))
     )
     return [CallEvent.from_json(row.event) for row in rows]
 

@@ -125,7 +125,7 @@ class Call(SQLModel, table=True):
     hangup_cause: str | None = Field(default=None, max_length=200)
     variables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     # Which stage last set each field: lets a late, weaker event never overwrite a stronger one.
-    field_ranks: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
+    field_ranks: dict[str, list[float]] = Field(default_factory=dict, sa_column=Column(JSON))
     ended: bool = False
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)

@@ -11,7 +11,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select, update
+from sqlmodel import Session, col, select, update
 
 from worker.agents import AgentDirectory
 from worker.db import session_scope
@@ -199,7 +199,7 @@ def events_to_enqueue(grace: timedelta, stale: timedelta) -> list[int]:
                 | (WebhookEvent.enqueued_at < now - stale)  # type: ignore[operator]
             ),
         )
-        return [i for i in session.exec(stmt.order_by(WebhookEvent.id).limit(1000)) if i]
+        return [i for i in session.exec(stmt.order_by(col(WebhookEvent.id)).limit(1000)) if i]
 
 
 def calls_to_sync(grace: timedelta) -> list[int]:
@@ -212,7 +212,7 @@ def calls_to_sync(grace: timedelta) -> list[int]:
             Call.updated_at < now - grace,
             (Call.crm_lease_until.is_(None)) | (Call.crm_lease_until < now),  # type: ignore[union-attr,operator]
         )
-        return [i for i in session.exec(stmt.order_by(Call.id).limit(1000)) if i]
+        return [i for i in session.exec(stmt.order_by(col(Call.id)).limit(1000)) if i]
 
 
 def mark_enqueued(event_ids: list[int]) -> None:
@@ -244,7 +244,7 @@ def close_unended(after: timedelta, limit: int = 200) -> list[int]:
                 Call.merged_into.is_(None),  # type: ignore[union-attr]
                 Call.updated_at < now - after,
             )
-            .order_by(Call.id)
+            .order_by(col(Call.id))
             .limit(limit)
         ).all()
         for call in stale:

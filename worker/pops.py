@@ -290,7 +290,8 @@ def amend(
         while True:
             try:
                 pipe.watch(key)
-                body = pipe.hget(key, email.lower())
+                # Under WATCH the pipeline runs commands at once: a value, not a Pipeline.
+                body: Any = pipe.hget(key, email.lower())
                 if body is None:
                     pipe.unwatch()
                     return False

@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     jsonify,
@@ -35,7 +34,8 @@ from flask import (
     request,
     url_for,
 )
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from webhook_receiver.auth import configured_secrets
 from webhook_receiver.mapping import load_mappings
@@ -132,7 +132,7 @@ def _reason_filter(reason: str | None) -> Any:
 
 
 def _groups(session: Session, secrets: list[str]) -> list[Group]:
-    failed = sa.func.sum(sa.case((WebhookEvent.status == EventStatus.FAILED, 1), else_=0))
+    failed = sa.func.sum(sa.case((col(WebhookEvent.status) == EventStatus.FAILED, 1), else_=0))
     last = sa.func.max(WebhookEvent.received_at)
     rows = session.exec(
         select(  # type: ignore[call-overload]
@@ -240,7 +240,7 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
 
 
-def _back(anchor: str = "") -> Response:
+def _back(anchor: str = "") -> WerkzeugResponse:
     return redirect(url_for("console_problems.problems") + anchor, code=303)
 
 

@@ -255,6 +255,13 @@ class Auth(Strict):
         return [self.secret_env] if isinstance(self.secret_env, str) else list(self.secret_env)
 
 
+BodyFormat = Literal["json", "form", "query"]
+
+
+def _json_only() -> list[BodyFormat]:
+    return ["json"]
+
+
 class PlatformMapping(Strict):
     """One telephony platform: its auth, the bodies it sends, and how to read them."""
 
@@ -263,7 +270,7 @@ class PlatformMapping(Strict):
     name: str | None = None
     source: str | None = None
     auth: Auth
-    accept: list[Literal["json", "form", "query"]] = Field(default_factory=lambda: ["json"])
+    accept: list[BodyFormat] = Field(default_factory=_json_only)
     # Read a body of an unexpected Content-Type (text/plain…) as JSON: for platforms whose
     # admins write the body themselves and whose sending header is not documented (UIS).
     any_content_type_is_json: bool = False

@@ -32,7 +32,7 @@ class RedisContactCache:
             raw = self.client.get(PREFIX + e164)
         except redis.RedisError as exc:
             log.warning("cache.unavailable error=%s", type(exc).__name__)
-            return False, None
+            return False, []
         if raw is None:
             return False, []
         data = json.loads(raw)

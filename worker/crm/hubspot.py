@@ -567,7 +567,8 @@ class HubSpotCrm:
         else:
             body = {"properties": properties, "associations": self._associations(contacts)}
             crm_id, action = self.transport.create_call(body), "create"
-        result = LogResult(crm_id, action, primary and primary.id, owner_id, note, call.crm_task_id)
+        contact_id = primary.id if primary is not None else None
+        result = LogResult(crm_id, action, contact_id, owner_id, note, call.crm_task_id)
         result.contact_name = (primary.name or None) if primary else None
         try:
             result.task_id = self._sync_task(call, primary)

@@ -96,6 +96,13 @@ def parse_destination(destination_e164: str, platform: str) -> str:
     return e164
 
 
+def sub_object(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` when it is a JSON object, else {}: platforms answer null, a list or
+    nothing where their docs show an object."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def json_object(response: requests.Response) -> dict[str, Any]:
     """The body as a JSON object; ``{}`` when it is empty, not JSON, or not an object."""
     try:

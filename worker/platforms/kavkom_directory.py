@@ -24,6 +24,7 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
+    sub_object,
 )
 from worker.platforms.kavkom import DEFAULT_BASE_URL, NAME
 from worker.platforms.users import MAX_PAGES, PlatformUser
@@ -101,7 +102,7 @@ def _text(value: Any) -> str:
 
 
 def _user(row: dict[str, Any]) -> PlatformUser:
-    linked = row.get("user") if isinstance(row.get("user"), dict) else {}
+    linked = sub_object(row, "user")
     email = _text(linked.get("email") or linked.get("user_email"))
     name = _text(row.get("description")) or _text(linked.get("name") or linked.get("username"))
     caller_name = _text(row.get("outbound_caller_id_name"))

@@ -25,6 +25,7 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
+    sub_object,
 )
 from worker.redaction import short_text
 
@@ -88,7 +89,7 @@ class KazooClickToCall:
         )
         envelope = json_object(response)
         if 200 <= response.status_code < 300 and envelope.get("status") != "error":
-            data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+            data = sub_object(envelope, "data")
             call_id = data.get("outbound_call_id") or data.get("call_id")
             # Crossbar echoes the auth token in every envelope: it stays out of `raw`.
             raw = {k: v for k, v in envelope.items() if k not in ("auth_token", "tokens")}

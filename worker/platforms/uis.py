@@ -38,6 +38,7 @@ from worker.platforms.base import (
     http_error,
     json_object,
     parse_destination,
+    sub_object,
 )
 from worker.redaction import short_text
 
@@ -175,7 +176,9 @@ class UisClickToCall:
                 "your phone before trying again.",
                 code="outcome_unknown",
             )
-        return PlacedCall(self.platform, str(session_id), result)
+        return PlacedCall(
+            self.platform, str(session_id), result if isinstance(result, dict) else {}
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -217,7 +220,7 @@ class UisClickToCall:
             text, retryable = MNEMONICS[mnemonic]
             message = text.format(employee=employee, virtual="+" + self.virtual_phone_number)
         elif code in PROTOCOL_CODES or code == -32602:
-            data = error.get("data") if isinstance(error.get("data"), dict) else {}
+            data = sub_object(error, "data")
             field = data.get("field")  # never `value`: it echoes what was sent, the key too
             about = f" (parameter {short_text(field, secrets)})" if field else ""
             message = (
@@ -264,7 +267,7 @@ def _limit_reset(error: dict[str, Any], envelope: dict[str, Any]) -> float | Non
     where. UIS's Data
     API (same platform) puts them in ``error.data.metadata``; the top level is accepted too.
     """
-    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    data = sub_object(error, "data")
     metadata = data.get("metadata") or error.get("metadata") or envelope.get("metadata")
     limits = metadata.get("limits") if isinstance(metadata, dict) else None
     if not isinstance(limits, dict):

@@ -25,6 +25,7 @@ from worker.platforms.base import (
     Timeouts,
     http_error,
     json_object,
+    sub_object,
 )
 from worker.platforms.uis import NAME
 from worker.platforms.users import MAX_PAGES, PlatformUser
@@ -82,7 +83,7 @@ def _rows(response: Any, token: str) -> list[Any]:
         )
     error = envelope.get("error")
     if isinstance(error, dict):
-        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        data = sub_object(error, "data")
         mnemonic = data.get("mnemonic") if isinstance(data.get("mnemonic"), str) else ""
         said = short_text(error.get("message"), [token])
         raise ClickToCallError(
@@ -103,7 +104,7 @@ def _text(value: Any) -> str:
 
 
 def _user(row: dict[str, Any]) -> PlatformUser:
-    extension = row.get("extension") if isinstance(row.get("extension"), dict) else {}
+    extension = sub_object(row, "extension")
     number = _text(extension.get("extension_phone_number"))
     first_last = " ".join(
         p for p in (_text(row.get("first_name")), _text(row.get("last_name"))) if p
