@@ -317,7 +317,9 @@ def replay(client: redis.Redis, key: str, last_id: str | None) -> tuple[list[str
 
     With Last-Event-ID: everything after it. Without: the cards still ringing or live,
     newest state per call, so a fresh tab shows the call that is ringing now.
+    `client` decodes responses (its entries are text).
     """
+    entries: Any
     if last_id:
         try:
             entries = client.xrange(key, min=f"({last_id}", max="+")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -311,7 +311,7 @@ def push_update(client: redis.Redis, call: Call, agents: AgentDirectory, ttl_s: 
     """Send the call's new state to every agent it popped for; returns how many."""
     assert call.id is not None
     sent = 0
-    for email in client.hkeys(pops_key(call.id)):
+    for email in _texts(client.hkeys(pops_key(call.id))):
         agent = agents.by_email(email)
         if agent is None:
             continue
@@ -341,8 +341,14 @@ def push_wrap_up(client: redis.Redis, call: Call, outcomes: dict[str, str], ttl_
         return True
 
     return sum(
-        amend(client, call.id, email, change, ttl_s) for email in client.hkeys(pops_key(call.id))
+        amend(client, call.id, email, change, ttl_s)
+        for email in _texts(client.hkeys(pops_key(call.id)))
     )
+
+
+def _texts(values: Iterable[bytes | str]) -> list[str]:
+    """Redis answers text (decode_responses) or bytes, by how the client was made."""
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
 
 
 def remember_pop(call_id: int, email: str, contact_name: str | None) -> None:
