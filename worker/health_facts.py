@@ -43,6 +43,7 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from worker.crm.rate_limit import hubspot_budgets, window_key
 from worker.db import get_engine
 from worker.metrics import _PRIORITY_SUFFIXES, HUBSPOT_REQUESTS, QUEUES
 from worker.models import CrmSyncAttempt, EventStatus, WebhookEvent, utcnow
@@ -213,27 +214,18 @@ def _queues() -> dict[str, int]:
     return {q: sum(lengths[i * step : (i + 1) * step]) for i, q in enumerate(QUEUES)}
 
 
-def hubspot_budgets() -> list[tuple[str, int, float]]:
-    """(window name, limit, seconds): the windows `crm.factory` gives the rate limiter."""
-    settings = get_settings()
-    return [
-        ("requests", settings.hubspot_requests_per_10s, 10.5),
-        ("search", settings.hubspot_searches_per_s, 1.1),
-    ]
-
-
 def _budget() -> list[BudgetUse]:
     client = _redis()
     seconds, micros = client.time()  # the limiter scores in Redis's clock, so must we
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    budgets = hubspot_budgets()
+    budgets = hubspot_budgets(get_settings())  # the limiter's own windows (crm.factory)
     pipe = client.pipeline(transaction=False)
-    for name, _limit, window_s in budgets:
-        pipe.zcount(f"callhook:ratelimit:{name}", f"({now_ms - int(window_s * 1000)}", "+inf")
+    for name, budget in budgets.items():
+        pipe.zcount(window_key(name), f"({now_ms - int(budget.window_s * 1000)}", "+inf")
     used = pipe.execute()
     return [
-        BudgetUse(name, int(n), limit, window_s)
-        for (name, limit, window_s), n in zip(budgets, used, strict=True)
+        BudgetUse(name, int(n), budget.limit, budget.window_s)
+        for (name, budget), n in zip(budgets.items(), used, strict=True)
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from worker.crm.contact_cache import RedisContactCache
 from worker.crm.dry_run import DryRunTransport, RecordingTransport
 from worker.crm.hubspot import ClientTransport, HubSpotCrm, Transport
-from worker.crm.rate_limit import Budget, RateLimiter
+from worker.crm.rate_limit import RateLimiter, hubspot_budgets
 from worker.mapping_files import worker_mapping_files
 from worker.redis_conn import connect
 from worker.settings import get_settings
@@ -39,16 +39,7 @@ def _live() -> HubSpotCrm:
     settings = get_settings()
     assert settings.hubspot_access_token is not None
     if _hubspot is None:
-        # Margins on each window: a slot is timed when taken, HubSpot counts the request
-        # when it arrives, and the two drift by the request's own latency (tens of ms, more
-        # under load), which matters most on the one-second search window.
-        limiter = RateLimiter(
-            connect(),
-            {
-                "requests": Budget(settings.hubspot_requests_per_10s, 10.5),
-                "search": Budget(settings.hubspot_searches_per_s, 1.1),
-            },
-        )
+        limiter = RateLimiter(connect(), hubspot_budgets(settings))
         transport = ClientTransport(
             settings.hubspot_access_token.get_secret_value(),
             settings.hubspot_base_url,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
+from worker.settings import Settings
 from worker.sliding_window import Window, take
 
 log = logging.getLogger("callhook.crm")
@@ -24,6 +25,24 @@ log = logging.getLogger("callhook.crm")
 class Budget:
     limit: int
     window_s: float
+
+
+def window_key(kind: str) -> str:
+    """The Redis sorted set of a budget's recent slots (one score per request taken)."""
+    return f"callhook:ratelimit:{kind}"
+
+
+def hubspot_budgets(settings: Settings) -> dict[str, Budget]:
+    """HubSpot's budgets as callhook keeps them: the limiter's, and what the health page reads.
+
+    Margins on each window: a slot is timed when taken, HubSpot counts the request when it
+    arrives, and the two drift by the request's own latency (tens of ms, more under load),
+    which matters most on the one-second search window.
+    """
+    return {
+        "requests": Budget(settings.hubspot_requests_per_10s, 10.5),
+        "search": Budget(settings.hubspot_searches_per_s, 1.1),
+    }
 
 
 class RateLimiter:
@@ -41,9 +60,7 @@ class RateLimiter:
         remains."""
         deadline = time.monotonic() + self.max_wait_s
         windows = [
-            Window(
-                f"callhook:ratelimit:{kind}", self.budgets[kind].limit, self.budgets[kind].window_s
-            )
+            Window(window_key(kind), self.budgets[kind].limit, self.budgets[kind].window_s)
             for kind in kinds
         ]
         while True:
