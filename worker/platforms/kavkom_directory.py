@@ -27,7 +27,7 @@ from worker.platforms.base import (
     sub_object,
 )
 from worker.platforms.kavkom import DEFAULT_BASE_URL, NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 from worker.redaction import short_text
 from worker.settings import Settings
 
@@ -97,21 +97,19 @@ def _rows(response: Any, token: str) -> list[Any]:
     return rows
 
 
-def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if isinstance(value, str | int) else ""
-
-
 def _user(row: dict[str, Any]) -> PlatformUser:
     linked = sub_object(row, "user")
-    email = _text(linked.get("email") or linked.get("user_email"))
-    name = _text(row.get("description")) or _text(linked.get("name") or linked.get("username"))
-    caller_name = _text(row.get("outbound_caller_id_name"))
-    extension = _text(row.get("extension"))
+    email = listed_text(linked.get("email") or linked.get("user_email"))
+    name = listed_text(row.get("description")) or listed_text(
+        linked.get("name") or linked.get("username")
+    )
+    caller_name = listed_text(row.get("outbound_caller_id_name"))
+    extension = listed_text(row.get("extension"))
     return PlatformUser(
         platform="kavkom",
         ident=extension,
         name=name,
-        email=email if "@" in email else "",
+        email=listed_email(email),
         detail=f"extension {extension}",
         other_names=(caller_name,) if caller_name and caller_name != name else (),
         enabled=str(row.get("enabled", "true")).lower() != "false",

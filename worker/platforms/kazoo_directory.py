@@ -31,7 +31,7 @@ from worker.platforms.base import (
     json_object,
 )
 from worker.platforms.kazoo import NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 from worker.redaction import short_text
 from worker.settings import Settings
 
@@ -114,7 +114,7 @@ class _Crossbar:
 
 
 def _text(value: Any) -> str:
-    return " ".join(value.split()) if isinstance(value, str) else ""
+    return listed_text(value, numbers=False)  # KAZOO's ids and names are strings
 
 
 def list_users(settings: Settings, timeouts: Timeouts) -> tuple[list[PlatformUser], bool]:
@@ -147,7 +147,7 @@ def list_users(settings: Settings, timeouts: Timeouts) -> tuple[list[PlatformUse
                 name=" ".join(
                     p for p in (_text(user.get("first_name")), _text(user.get("last_name"))) if p
                 ),
-                email=email if "@" in email else "",
+                email=listed_email(email),
                 detail=("devices: " + ", ".join(sorted(phones))) if phones else "no device",
                 enabled=user.get("enabled") is not False,
             )

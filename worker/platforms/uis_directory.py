@@ -28,7 +28,7 @@ from worker.platforms.base import (
     sub_object,
 )
 from worker.platforms.uis import NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser
+from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 from worker.redaction import short_text
 from worker.settings import Settings
 
@@ -99,23 +99,19 @@ def _rows(response: Any, token: str) -> list[Any]:
     return rows
 
 
-def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if isinstance(value, str | int) else ""
-
-
 def _user(row: dict[str, Any]) -> PlatformUser:
     extension = sub_object(row, "extension")
-    number = _text(extension.get("extension_phone_number"))
+    number = listed_text(extension.get("extension_phone_number"))
     first_last = " ".join(
-        p for p in (_text(row.get("first_name")), _text(row.get("last_name"))) if p
+        p for p in (listed_text(row.get("first_name")), listed_text(row.get("last_name"))) if p
     )
-    full = _text(row.get("full_name")) or first_last
-    email = _text(row.get("email"))
+    full = listed_text(row.get("full_name")) or first_last
+    email = listed_text(row.get("email"))
     return PlatformUser(
         platform="uis",
-        ident=_text(row.get("id")),
+        ident=listed_text(row.get("id")),
         name=full,
-        email=email if "@" in email else "",
+        email=listed_email(email),
         detail=f"extension {number}" if number else "no extension",
         other_names=(first_last,) if first_last and first_last != full else (),
     )

@@ -7,6 +7,7 @@ kept here, the two sides import this module instead of each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # A company with more users than MAX_PAGES pages hold is told the listing was cut.
 MAX_PAGES = 20
@@ -30,3 +31,15 @@ class PlatformUser:
     # "Last First Patronymic" full name), tried when matching by name.
     other_names: tuple[str, ...] = ()
     enabled: bool = True
+
+
+def listed_text(value: Any, *, numbers: bool = True) -> str:
+    """A listing's text field with its whitespace folded; "" for anything else (null, a
+    list, a nested object). `numbers`: an integer is text too (Kavkom, UIS ids)."""
+    kinds = (str, int) if numbers else (str,)
+    return " ".join(str(value).split()) if isinstance(value, kinds) else ""
+
+
+def listed_email(value: str) -> str:
+    """An address, or "" when the field holds something else (a login name)."""
+    return value if "@" in value else ""
