@@ -249,33 +249,31 @@ class HubSpotLinks:
     once a day and shared through Redis with the screen-pops (`pops.account_details`). If
     HubSpot does not answer, the pages show record ids without links."""
 
-    host: str | None
+    host: str
     portal: str | None
 
     @classmethod
     def current(cls) -> HubSpotLinks:
+        from worker.crm.base import CrmError
+        from worker.crm.factory import crm_for_lookups
+        from worker.pops import hubspot_portal
+        from worker.redis_conn import connect
+
         settings = get_settings()
         if settings.hubspot_portal_id:
             return cls("app.hubspot.com", settings.hubspot_portal_id)
-        from worker.crm.base import CrmError
-        from worker.crm.factory import crm_for_lookups
-        from worker.pops import account_details
-        from worker.redis_conn import connect
-
-        details: Any = {}
-        if not settings.dry_run:  # a dry run has no portal to link to
-            try:
-                details = account_details(crm_for_lookups(), connect())
-            except (CrmError, redis.RedisError, ValueError):
-                details = {}
-        portal = str(details.get("portalId") or "") if isinstance(details, dict) else ""
-        host = (details.get("uiDomain") if isinstance(details, dict) else None) or "app.hubspot.com"
+        if settings.dry_run:  # a dry run has no portal to link to
+            return cls("app.hubspot.com", None)
+        try:
+            host, portal = hubspot_portal(crm_for_lookups(), connect(), "")
+        except (CrmError, redis.RedisError, ValueError):
+            return cls("app.hubspot.com", None)
         return cls(host, portal or None)
 
     def url(self, record_id: str | None, object_type: str) -> str | None:
-        if not record_id or not self.portal or record_id.startswith("dry-run"):
-            return None
-        return f"https://{self.host}/contacts/{self.portal}/record/{object_type}/{record_id}"
+        from worker.pops import record_link
+
+        return record_link(self.host, self.portal or "", object_type, record_id)
 
     def call(self, crm_id: str | None) -> str | None:
         return self.url(crm_id, "0-48")

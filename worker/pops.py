@@ -133,14 +133,24 @@ def record_url(
     """https://app.hubspot.com/contacts/<portal>/record/<type>/<id> (0-1 a contact, 0-3 a
     deal), portal from config or HubSpot's account-info API (remembered a day; EU portals
     have their own host)."""
-    host = "app.hubspot.com"
-    if not portal_id:
-        details = account_details(crm, client)
-        portal_id = str(details.get("portalId") or "")
-        host = details.get("uiDomain") or host
-    if not portal_id or record_id.startswith("dry-run"):
+    host, portal = hubspot_portal(crm, client, portal_id)
+    return record_link(host, portal, object_type, record_id)
+
+
+def hubspot_portal(crm: HubSpotCrm, client: redis.Redis, portal_id: str) -> tuple[str, str]:
+    """(UI host, portal id): HUBSPOT_PORTAL_ID on app.hubspot.com, else the account details
+    (an EU portal has its own host); the portal is "" when HubSpot does not say."""
+    if portal_id:
+        return "app.hubspot.com", portal_id
+    details = account_details(crm, client)
+    return details.get("uiDomain") or "app.hubspot.com", str(details.get("portalId") or "")
+
+
+def record_link(host: str, portal: str, object_type: str, record_id: str | None) -> str | None:
+    """A record's page in HubSpot; None without a portal, a record, or for a dry run's."""
+    if not portal or not record_id or record_id.startswith("dry-run"):
         return None
-    return f"https://{host}/contacts/{portal_id}/record/{object_type}/{record_id}"
+    return f"https://{host}/contacts/{portal}/record/{object_type}/{record_id}"
 
 
 def account_details(crm: HubSpotCrm, client: redis.Redis) -> dict[str, Any]:
