@@ -151,6 +151,30 @@ def _database_params() -> list[Any]:
     return params
 
 
+def postgres_test_url() -> str:
+    """``TEST_DATABASE_URL`` as SQLAlchemy spells it, one database per pytest-xdist worker.
+
+    Tests drop and recreate every table, so two workers on one database would empty each
+    other's: worker ``gw1`` uses ``<database>_gw1`` on the same server, created on first use
+    (the server's trust or the URL's credentials must allow CREATE DATABASE).
+    """
+    url = sa.engine.make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url.render_as_string(hide_password=False)
+    own = url.set(database=f"{url.database}_{worker}")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database}
+        ).scalar()
+        if not exists:
+            with contextlib.suppress(sa.exc.ProgrammingError):  # a racing creator won
+                conn.execute(sa.text(f'CREATE DATABASE "{own.database}"'))
+    admin.dispose()
+    return own.render_as_string(hide_password=False)
+
+
 def fresh_database(kind: str, tmp: Path) -> str:
     """An empty database migrated to head, as `callhook db upgrade` leaves it."""
     from sqlmodel import SQLModel
@@ -161,10 +185,7 @@ def fresh_database(kind: str, tmp: Path) -> str:
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'callhook.db'}"
     else:
-        raw = os.environ["TEST_DATABASE_URL"]
-        url = raw.replace("postgres://", "postgresql+psycopg://", 1)
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        url = postgres_test_url()
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             SQLModel.metadata.drop_all(conn)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -47,6 +46,7 @@ from tests.conftest import (
     WEBHOOK_SECRETS,
     RedisServer,
     load_fixture,
+    postgres_test_url,
     wait_until,
 )
 from tests.fake_hubspot import FakeHubSpot
@@ -138,8 +138,7 @@ def empty_database(db_kind: str, tmp: Path) -> str:
     """A database `release` has yet to migrate, as the platform hands it out."""
     if db_kind == "sqlite":
         return f"sqlite:///{tmp / 'callhook.db'}"
-    raw = os.environ["TEST_DATABASE_URL"]
-    rest = raw.split("://", 1)[1]
+    rest = postgres_test_url().split("://", 1)[1]
     engine = sa.create_engine("postgresql+psycopg://" + rest)
     with engine.begin() as conn:
         tables = sa.MetaData()
