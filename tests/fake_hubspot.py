@@ -14,10 +14,58 @@ code under test runs unmodified. What it reproduces, because callhook depends on
 - rate limits: 100 requests per rolling 10 s (``TEN_SECONDLY_ROLLING``) and 5 search
   requests per second, answered 429 with HubSpot's body;
 - owners by email and listed page by page (``after``), calls create/read/update, tasks
-  create.
+  create; search pages (``after``, ``paging.next.after``).
 
-Tests steer it with ``fail_next`` (scripted errors), ``set_down`` (an outage) and
-read what it holds with ``calls()``, ``tasks()`` and ``requests()``.
+The batch endpoints (``POST /crm/v3/objects/{calls,tasks}/batch/{create,read,update,upsert}``,
+the client's ``crm.objects.calls.batch_api`` and ``crm.objects.tasks.batch_api``):
+
+- one request each, whatever the number of inputs: a batch takes one slot of the 100 per
+  10 s and none of the 5 searches per second (HubSpot recommends batch APIs to save
+  requests: https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details);
+- at most 100 inputs, else 400 ``VALIDATION_ERROR`` "The maximum number of inputs supported
+  in a batch is 100. Please reduce the number of items and try again" (HubSpot's limit:
+  https://developers.hubspot.com/docs/guides/api/crm/objects/contacts#limits; its message
+  as a portal answered it); 50 with ``propertiesWithHistory``;
+- create: the same validation as a single create, associations inline (``inputs[].
+  associations``:
+  https://developers.hubspot.com/docs/api-reference/legacy/crm/activities/calls/batch/create-calls
+  ); answered 201 with ``status``, ``results``, ``startedAt``,
+  ``completedAt``. One invalid input fails the whole batch (400, the first invalid
+  input's error, nothing created: https://github.com/HubSpot/hubspot-api-python/issues/51)
+  unless every input carries an ``objectWriteTraceId``: then the valid inputs are created
+  and the answer is 207 with ``numErrors`` and ``errors``, each naming its input in
+  ``context.objectWriteTraceId`` ("multi-status errors",
+  https://developers.hubspot.com/docs/api-reference/error-handling); each result echoes its
+  ``objectWriteTraceId``;
+- ``results`` do not follow the inputs' order (HubSpot's maintainers: "no way to do it",
+  https://github.com/HubSpot/hubspot-api-nodejs/issues/190): here they come back reversed,
+  so a caller must match them by ``objectWriteTraceId`` or by a property;
+- read by id: 200, or 207 with one ``OBJECT_NOT_FOUND`` error "Could not get some CALL
+  objects, they may be deleted or not exist. Check that ids are valid." whose
+  ``context.ids`` lists the ids not found; the others are still answered;
+- update by id: duplicate ids or an invalid value fail the whole batch (400); ids not found
+  are one ``OBJECT_NOT_FOUND`` error in a 207 (with their ``objectWriteTraceId``s), the
+  others are updated;
+- no property of a call or a task can be unique (HubSpot has unique properties for
+  contacts, companies, deals, tickets and custom objects only:
+  https://developers.hubspot.com/changelog/unique-properties-for-contacts), so a read or
+  an update by ``idProperty`` (e.g. ``hs_call_external_id``) and every upsert of calls or
+  tasks answer 400 "Unable to perform update/upsert by non-unique 0-48 property
+  hs_call_external_id in portal ID …" (HubSpot's wording for a non-unique idProperty:
+  https://github.com/segmentio/action-destinations/pull/3957; the wording for a read is
+  assumed to be the same). A lost create is found again by searching
+  ``hs_call_external_id`` with ``IN``.
+
+Not verified against HubSpot, so kept simple: whether ``IN`` caps its number of values (no
+cap here), the 18-filters-per-search total (not enforced), an empty ``inputs`` (answered
+like any batch), mixed inputs with and without ``objectWriteTraceId`` (whole-batch 400).
+
+Tests steer it with ``fail_next`` / ``fail_next_batch`` (scripted errors: a 429 or a 5xx
+on the next request or batch, nothing done), ``lose_responses`` (done, answer lost),
+``reject_input`` (one input refused as an invalid value, inside a batch or alone),
+``set_down`` (an outage), and read what it holds with ``calls()``, ``tasks()`` (batch-made
+objects and their associations like single-made ones) and ``requests()`` (every request,
+a batch once).
 """
 
 from __future__ import annotations
@@ -109,6 +157,27 @@ ASSOCIATION_TYPES = {
     ("tasks", "deals"): 216,
 }
 DEFAULT_CONTACT_PROPERTIES = ["createdate", "email", "firstname", "hs_object_id", "lastname"]
+# What a batch read answers when no `properties` are asked for (HubSpot's defaults).
+DEFAULT_OBJECT_PROPERTIES = ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"]
+# Batch endpoints take at most 100 inputs; 50 when property histories are asked for.
+BATCH_LIMIT = 100
+HISTORY_BATCH_LIMIT = 50
+TOO_MANY_INPUTS = (
+    "The maximum number of inputs supported in a batch is 100. "
+    "Please reduce the number of items and try again"
+)
+TOO_MANY_HISTORY_INPUTS = (
+    "The maximum number of inputs supported in a batch request for property histories "
+    "is 50. Please reduce the number of items and try again"
+)
+# Object type ids (as HubSpot names them in errors) and the word its messages use.
+OBJECT_TYPE_IDS = {
+    "contacts": "0-1", "companies": "0-2", "deals": "0-3", "tasks": "0-27", "calls": "0-48",
+}  # fmt: skip
+OBJECT_LABELS = {
+    "contacts": "CONTACT", "companies": "COMPANY", "deals": "DEAL", "tasks": "TASK",
+    "calls": "CALL",
+}  # fmt: skip
 
 
 def searchable_number(raw: str, region: str) -> str:
@@ -127,21 +196,45 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _error(status: int, category: str | None, message: str, **extra: Any) -> Response:
+def _error_body(category: str | None, message: str, **extra: Any) -> dict[str, Any]:
     body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), **extra}
     if category is not None:
         body["category"] = category
+    return body
+
+
+def _answer(status: int, body: Any) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def _property_errors(errors: list[dict[str, str]]) -> Response:
+def _error(status: int, category: str | None, message: str, **extra: Any) -> Response:
+    return _answer(status, _error_body(category, message, **extra))
+
+
+def _property_error_body(errors: list[dict[str, str]]) -> dict[str, Any]:
     # HubSpot embeds the list of property errors, JSON-encoded, inside `message`.
-    return _error(
-        400,
+    return _error_body(
         "VALIDATION_ERROR",
         "Property values were not valid: " + json.dumps(errors),
         errors=[{"message": e["message"], "code": e["error"]} for e in errors],
     )
+
+
+def _property_errors(errors: list[dict[str, str]]) -> Response:
+    return _answer(400, _property_error_body(errors))
+
+
+def _input_error(body: dict[str, Any], context: dict[str, list[str]]) -> dict[str, Any]:
+    """One entry of a 207's `errors`: the error an input alone would have had, with the
+    `context` that names the input (`objectWriteTraceId`, or the `ids` not found)."""
+    return {
+        "status": "error",
+        "category": body.get("category", "VALIDATION_ERROR"),
+        "message": body["message"],
+        "errors": body.get("errors", []),
+        "context": context,
+        "links": {},
+    }
 
 
 class FakeHubSpot(FakeHttpServer):
@@ -187,6 +280,7 @@ class FakeHubSpot(FakeHttpServer):
             self._recent_search: deque[float] = deque()
             self._failures: list[dict[str, Any]] = []
             self._lost: list[dict[str, Any]] = []
+            self._rejections: list[dict[str, Any]] = []
             self._down: int | None = None
 
     # -- what tests arrange ----------------------------------------------------------
@@ -257,8 +351,10 @@ class FakeHubSpot(FakeHttpServer):
         retry_after: float | None = None,
         path_prefix: str = "",
         policy: str = "TEN_SECONDLY_ROLLING",
+        batch_only: bool = False,
     ) -> None:
-        """Answer the next `count` requests under `path_prefix` with `status`."""
+        """Answer the next `count` requests under `path_prefix` with `status` (only the
+        batch endpoints' when `batch_only`). Nothing they ask for is done."""
         with self._lock:
             self._failures.append(
                 {
@@ -267,7 +363,45 @@ class FakeHubSpot(FakeHttpServer):
                     "retry_after": retry_after,
                     "prefix": path_prefix,
                     "policy": policy,
+                    "batch_only": batch_only,
                 }
+            )
+
+    def fail_next_batch(
+        self,
+        status: int,
+        *,
+        count: int = 1,
+        object_type: str = "",
+        retry_after: float | None = None,
+        policy: str = "TEN_SECONDLY_ROLLING",
+    ) -> None:
+        """Answer the next `count` batch requests (of `object_type`, or any) with `status`:
+        429 with HubSpot's rate-limit body and headers, 5xx with an error body."""
+        prefix = f"/crm/v3/objects/{object_type}/batch/" if object_type else ""
+        self.fail_next(
+            count,
+            status,
+            retry_after=retry_after,
+            path_prefix=prefix,
+            policy=policy,
+            batch_only=True,
+        )
+
+    def reject_input(
+        self,
+        object_type: str,
+        property_name: str,
+        value: str,
+        *,
+        count: int | None = None,
+    ) -> None:
+        """Refuse any create or update of `object_type` whose `property_name` is `value`, as
+        HubSpot refuses an invalid property value (INVALID_OPTION), `count` times (None:
+        always). In a batch, that one input is invalid: see the batch rules above."""
+        with self._lock:
+            self._rejections.append(
+                {"type": object_type, "name": property_name, "value": value, "count": count}
             )
 
     def lose_responses(self, count: int, path_prefix: str = "") -> None:
@@ -348,6 +482,8 @@ class FakeHubSpot(FakeHttpServer):
                 "<html><body>Bad gateway</body></html>", status=self._down, mimetype="text/html"
             )
         for failure in self._failures:
+            if failure["batch_only"] and "/batch/" not in path:
+                continue
             if failure["count"] > 0 and path.startswith(failure["prefix"]):
                 failure["count"] -= 1
                 if failure["status"] == 429:
@@ -435,6 +571,8 @@ class FakeHubSpot(FakeHttpServer):
             rest = parts[4:]
             if rest == ["search"] and method == "POST":
                 return self._search(object_type, request)
+            if len(rest) == 2 and rest[0] == "batch" and method == "POST":
+                return self._batch(object_type, rest[1], request)
             if rest == [] and method == "POST":
                 return self._create(object_type, request)
             if len(rest) == 1 and method == "GET":
@@ -465,7 +603,8 @@ class FakeHubSpot(FakeHttpServer):
 
     def _validate(
         self, object_type: str, properties: dict[str, Any], *, creating: bool
-    ) -> Response | None:
+    ) -> dict[str, Any] | None:
+        """The body of HubSpot's 400 for these property values, or None when valid."""
         schema = CALL_PROPERTIES if object_type == "calls" else TASK_PROPERTIES
         errors = []
         for name, value in properties.items():
@@ -506,16 +645,48 @@ class FakeHubSpot(FakeHttpServer):
                     "name": "hs_timestamp",
                 }
             )
-        return _property_errors(errors) if errors else None
+        errors.extend(self._scripted_rejections(object_type, properties))
+        return _property_error_body(errors) if errors else None
+
+    def _scripted_rejections(
+        self, object_type: str, properties: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        found = []
+        for rule in self._rejections:
+            if rule["type"] != object_type or rule["count"] == 0:
+                continue
+            if properties.get(rule["name"]) != rule["value"]:
+                continue
+            if rule["count"] is not None:
+                rule["count"] -= 1
+            found.append(
+                {
+                    "isValid": False,
+                    "message": f"{rule['value']} was not one of the allowed options",
+                    "error": "INVALID_OPTION",
+                    "name": rule["name"],
+                }
+            )
+        return found
 
     def _create(self, object_type: str, request: Request) -> Response:
         if object_type == "contacts":
             return self._create_contact(request)
         if object_type not in ("calls", "tasks"):
             return _error(405, "VALIDATION_ERROR", f"create {object_type} is not faked")
-        body = self._json(request)
+        prepared = self._prepare_create(object_type, self._json(request))
+        if isinstance(prepared, dict):
+            return _answer(400, prepared)
+        obj = self._store_new(object_type, *prepared)
+        return _answer(201, self._public(obj, None))
+
+    def _prepare_create(
+        self, object_type: str, body: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, list[str]]] | dict[str, Any]:
+        """(properties, associations) of a valid create input, else the body of HubSpot's
+        400 for it: the same checks for a single create and for each batch input."""
         if body is None or not isinstance(body.get("properties"), dict):
-            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: properties are required")
+            return _error_body("VALIDATION_ERROR", "Invalid input JSON: properties are required")
         properties = {k: (None if v is None else str(v)) for k, v in body["properties"].items()}
         problem = self._validate(object_type, properties, creating=True)
         if problem is not None:
@@ -534,27 +705,28 @@ class FakeHubSpot(FakeHttpServer):
                     None,
                 )
                 if kind.get("associationCategory") != "HUBSPOT_DEFINED" or to_type is None:
-                    return _error(
-                        400,
+                    return _error_body(
                         "VALIDATION_ERROR",
                         f"{type_id} is not a valid association type id for {object_type}",
                     )
                 if target not in self.objects[to_type]:
-                    return _error(
-                        400,
+                    return _error_body(
                         "VALIDATION_ERROR",
                         f"One or more associations are invalid: {to_type} {target} not found",
                     )
                 links.setdefault(to_type, []).append(target)
+        return properties, links
+
+    def _store_new(
+        self, object_type: str, properties: dict[str, Any], links: dict[str, list[str]]
+    ) -> dict[str, Any]:
         object_id = str(next(self._ids))
         now = time.time()
         obj = {"id": object_id, "properties": properties, "created": now, "associations": links}
         properties["hs_object_id"] = object_id
         properties["hs_createdate"] = _iso(now)
         self.objects[object_type][object_id] = obj
-        return Response(
-            json.dumps(self._public(obj, None)), status=201, mimetype="application/json"
-        )
+        return obj
 
     def _create_contact(self, request: Request) -> Response:
         body = self._json(request)
@@ -626,11 +798,182 @@ class FakeHubSpot(FakeHttpServer):
         properties = {k: (None if v is None else str(v)) for k, v in body["properties"].items()}
         problem = self._validate(object_type, properties, creating=False)
         if problem is not None:
-            return problem
+            return _answer(400, problem)
         # An empty string clears a property, as in HubSpot.
         obj["properties"].update({k: (v or None) for k, v in properties.items()})
         obj["updated"] = time.time()
         return Response(json.dumps(self._public(obj, None)), mimetype="application/json")
+
+    # -- batch endpoints ------------------------------------------------------------------
+    def _batch(self, object_type: str, operation: str, request: Request) -> Response:
+        """POST /crm/v3/objects/{type}/batch/{create|read|update|upsert}: one request, however
+        many inputs (the rate limits count it once)."""
+        body = self._json(request)
+        inputs = body.get("inputs") if body is not None else None
+        if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: inputs are required")
+        if len(inputs) > BATCH_LIMIT:
+            return _error(400, "VALIDATION_ERROR", TOO_MANY_INPUTS)
+        assert body is not None
+        if operation == "create":
+            return self._batch_create(object_type, inputs)
+        if operation == "read":
+            return self._batch_read(object_type, body, inputs)
+        if operation == "update":
+            return self._batch_update(object_type, inputs)
+        if operation == "upsert":
+            return self._batch_upsert(object_type, inputs)
+        return _error(404, "OBJECT_NOT_FOUND", f"No route for POST {request.path}")
+
+    def _batch_answer(
+        self, started: float, results: list[dict[str, Any]], errors: list[dict[str, Any]], ok: int
+    ) -> Response:
+        # HubSpot does not keep the inputs' order in `results` (hubspot-api-nodejs#190):
+        # they come back reversed here, so a caller must match them by content.
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": list(reversed(results)),
+            "startedAt": _iso(started),
+            "completedAt": _iso(time.time()),
+        }
+        if errors:
+            body["numErrors"] = len(errors)
+            body["errors"] = errors
+        return _answer(207 if errors else ok, body)
+
+    def _batch_create(self, object_type: str, inputs: list[dict[str, Any]]) -> Response:
+        """Calls and tasks created with their associations inline. An invalid input fails the
+        whole batch (400, the first invalid input's error, nothing created) unless every
+        input has an `objectWriteTraceId`: then the valid ones are created and the answer is
+        207, each failure naming its input in `context.objectWriteTraceId`."""
+        if object_type not in ("calls", "tasks"):
+            return _error(405, "VALIDATION_ERROR", f"batch create {object_type} is not faked")
+        started = time.time()
+        traced = bool(inputs) and all(i.get("objectWriteTraceId") for i in inputs)
+        valid, errors = [], []
+        for item in inputs:
+            prepared = self._prepare_create(object_type, item)
+            if isinstance(prepared, dict):
+                if not traced:
+                    return _answer(400, prepared)
+                trace = str(item["objectWriteTraceId"])
+                errors.append(_input_error(prepared, {"objectWriteTraceId": [trace]}))
+            else:
+                valid.append((item, prepared))
+        results = []
+        for item, (properties, links) in valid:
+            public = self._public(self._store_new(object_type, properties, links), None)
+            if item.get("objectWriteTraceId"):
+                public["objectWriteTraceId"] = str(item["objectWriteTraceId"])
+            results.append(public)
+        return self._batch_answer(started, results, errors, 201)
+
+    def _not_unique(self, object_type: str, id_property: str) -> Response:
+        # No property of a call or a task can be unique (HubSpot has unique properties for
+        # contacts, companies, deals, tickets and custom objects only), so an idProperty
+        # other than the record id is refused, with the message HubSpot writes for it.
+        return _error(
+            400,
+            "VALIDATION_ERROR",
+            f"Unable to perform update/upsert by non-unique {OBJECT_TYPE_IDS[object_type]} "
+            f"property {id_property} in portal ID {self.portal_id}",
+        )
+
+    def _missing(self, object_type: str, ids: list[str], traces: list[str]) -> dict[str, Any]:
+        context = {"ids": ids}
+        if traces:
+            context["objectWriteTraceId"] = traces
+        return _input_error(
+            {
+                "category": "OBJECT_NOT_FOUND",
+                "message": f"Could not get some {OBJECT_LABELS[object_type]} objects, they may "
+                "be deleted or not exist. Check that ids are valid.",
+            },
+            context,
+        )
+
+    def _batch_read(
+        self, object_type: str, body: dict[str, Any], inputs: list[dict[str, Any]]
+    ) -> Response:
+        """Records by id: 200, or 207 with one OBJECT_NOT_FOUND error listing the ids not
+        found (the records that exist are still answered)."""
+        if body.get("propertiesWithHistory") and len(inputs) > HISTORY_BATCH_LIMIT:
+            return _error(400, "VALIDATION_ERROR", TOO_MANY_HISTORY_INPUTS)
+        id_property = body.get("idProperty")
+        if id_property and id_property != "hs_object_id":
+            return self._not_unique(object_type, id_property)
+        started = time.time()
+        names = body.get("properties") or (
+            DEFAULT_CONTACT_PROPERTIES if object_type == "contacts" else DEFAULT_OBJECT_PROPERTIES
+        )
+        results, missing, seen = [], [], set()
+        for item in inputs:
+            object_id = str(item.get("id", ""))
+            if object_id in seen:
+                continue
+            seen.add(object_id)
+            obj = self.objects[object_type].get(object_id)
+            if obj is None:
+                missing.append(object_id)
+            else:
+                results.append(self._public(obj, names))
+        errors = [self._missing(object_type, missing, [])] if missing else []
+        return self._batch_answer(started, results, errors, 200)
+
+    def _batch_update(self, object_type: str, inputs: list[dict[str, Any]]) -> Response:
+        """Records updated by id. Duplicate ids or an invalid property value fail the whole
+        batch (400, nothing updated); ids not found are one OBJECT_NOT_FOUND error in a 207
+        (their `objectWriteTraceId`s in its context), the others are updated."""
+        if object_type not in ("calls", "tasks"):
+            return _error(405, "VALIDATION_ERROR", f"batch update {object_type} is not faked")
+        started = time.time()
+        for item in inputs:
+            if item.get("idProperty") and item["idProperty"] != "hs_object_id":
+                return self._not_unique(object_type, str(item["idProperty"]))
+        ids = [str(item.get("id", "")) for item in inputs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                f"Duplicate IDs found in batch input: [{', '.join(duplicates)}]. "
+                "IDs must be unique",
+            )
+        changes = []
+        for item in inputs:
+            if not isinstance(item.get("properties"), dict):
+                return _error(
+                    400, "VALIDATION_ERROR", "Invalid input JSON: properties are required"
+                )
+            properties = {k: (None if v is None else str(v)) for k, v in item["properties"].items()}
+            problem = self._validate(object_type, properties, creating=False)
+            if problem is not None:
+                return _answer(400, problem)
+            changes.append((item, properties))
+        results, missing, traces = [], [], []
+        for item, properties in changes:
+            obj = self.objects[object_type].get(str(item.get("id", "")))
+            if obj is None:
+                missing.append(str(item.get("id", "")))
+                if item.get("objectWriteTraceId"):
+                    traces.append(str(item["objectWriteTraceId"]))
+                continue
+            # An empty string clears a property, as in HubSpot.
+            obj["properties"].update({k: (v or None) for k, v in properties.items()})
+            obj["updated"] = time.time()
+            public = self._public(obj, None)
+            if item.get("objectWriteTraceId"):
+                public["objectWriteTraceId"] = str(item["objectWriteTraceId"])
+            results.append(public)
+        errors = [self._missing(object_type, missing, traces)] if missing else []
+        return self._batch_answer(started, results, errors, 200)
+
+    def _batch_upsert(self, object_type: str, inputs: list[dict[str, Any]]) -> Response:
+        """Upsert needs a unique idProperty: calls and tasks have none, so it is refused."""
+        if object_type not in ("calls", "tasks"):
+            return _error(405, "VALIDATION_ERROR", f"batch upsert {object_type} is not faked")
+        first = inputs[0] if inputs else {}
+        return self._not_unique(object_type, str(first.get("idProperty") or "hs_object_id"))
 
     def _read(self, object_type: str, object_id: str, request: Request) -> Response:
         obj = self.objects[object_type].get(object_id)
@@ -677,10 +1020,14 @@ class FakeHubSpot(FakeHttpServer):
         names = body.get("properties") or (
             DEFAULT_CONTACT_PROPERTIES if object_type == "contacts" else ["hs_object_id"]
         )
-        page = [self._public(o, names) for o in found[:limit]]
-        return Response(
-            json.dumps({"total": len(found), "results": page}), mimetype="application/json"
-        )
+        after = str(body.get("after") or "0")
+        first = int(after) if after.isdigit() else 0
+        page = [self._public(o, names) for o in found[first : first + limit]]
+        answer: dict[str, Any] = {"total": len(found), "results": page}
+        if first + limit < len(found):
+            nxt = str(first + limit)
+            answer["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
+        return _answer(200, answer)
 
     def _owners(self, request: Request) -> Response:
         # GET /crm/v3/owners: `email` filters, `limit` (at most 500) and the opaque `after`

@@ -1,0 +1,1 @@
+"""The `callhook` command: serving, the database, mappings, agents, platforms."""
