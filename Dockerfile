@@ -39,7 +39,7 @@ COPY mappings ./mappings
 COPY deploy/docker-entrypoint.sh deploy/docker-healthcheck.py ./deploy/
 RUN mkdir instance && chown callhook:callhook instance
 USER 10001:10001
-# gunicorn binds 0.0.0.0:$PORT (webhook_receiver/gunicorn_conf.py); platforms set PORT.
+# gunicorn binds 0.0.0.0:$PORT (webhook_receiver/web/gunicorn_conf.py); platforms set PORT.
 EXPOSE $PORT
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/deploy/docker-healthcheck.py"]

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--duration 20] [--connections 32]
 
-Starts, on this machine, with the same gunicorn config (`webhook_receiver/gunicorn_conf.py`,
+Starts, on this machine, with the same gunicorn config (`webhook_receiver/web/gunicorn_conf.py`,
 `WEB_CONCURRENCY` and `WEB_THREADS` as set) and the same PostgreSQL database:
 
 1. callhook's `web` process, exactly as the Procfile starts it, taking unique Kavkom CDRs
@@ -47,7 +47,7 @@ def ensure_database(url: str) -> str:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from worker.migrate import upgrade
+    from worker.core.migrate import upgrade
 
     sa_url = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
     admin = sa.create_engine(sa_url.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -142,7 +142,7 @@ def main() -> None:
     ports = {"callhook": free_port(), "floor": free_port()}
     web = serve(procfile()["web"], {**base_env, "PORT": str(ports["callhook"])}, tmp / "web.log")
     floor = serve(
-        'gunicorn -c python:webhook_receiver.gunicorn_conf "bench.durable_floor:create_app()"',
+        'gunicorn -c python:webhook_receiver.web.gunicorn_conf "bench.durable_floor:create_app()"',
         {**base_env, "PORT": str(ports["floor"])},
         tmp / "floor.log",
     )

@@ -1324,7 +1324,7 @@ def prepare_mappings(target: Path) -> Path:
 
 def check_agents_file(directory: Path) -> None:
     """The day's expectations name agents.yaml's agents: fail early if the file moved on."""
-    from worker.mapping_files import load_mapping_files
+    from worker.core.mapping_files import load_mapping_files
 
     agents = load_mapping_files(directory).agents
     for platform, idents in AGENT_IDS.items():
@@ -1423,8 +1423,8 @@ def _unsettled(hubspot: FakeHubSpot, external_ids: set[str]) -> str:
     from sqlalchemy import func
     from sqlmodel import Session, select
 
-    from worker.db import get_engine
-    from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
+    from worker.core.db import get_engine
+    from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent
 
     logged = {c["properties"].get("hs_call_external_id") for c in hubspot.calls()}
     missing = len(external_ids - logged)
@@ -1445,8 +1445,8 @@ def _unsettled(hubspot: FakeHubSpot, external_ids: set[str]) -> str:
 def _rows() -> list[dict[str, Any]]:
     from sqlmodel import Session, select
 
-    from worker.db import get_engine
-    from worker.models import Call
+    from worker.core.db import get_engine
+    from worker.core.models import Call
 
     names = (
         "id",
@@ -1485,7 +1485,7 @@ def run_day(
     `worker` with only environment variables), and deliveries go over HTTP to `web`."""
     import redis
 
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     say = progress or (lambda _: None)
     mappings = prepare_mappings(tmp / "mappings")

@@ -81,7 +81,7 @@ def main() -> None:
         worker.start()
         server = LiveServer()
         try:
-            from worker.agent_links import create_link
+            from worker.core.agent_links import create_link
 
             for i in range(args.calls):
                 digits = f"{i:06d}"

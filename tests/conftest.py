@@ -38,7 +38,7 @@ PLATFORMS = ("kavkom", "kwebbl", "kazoo", "uis", "voximplant")
 # Every shipped mapping reads <PLATFORM>_WEBHOOK_SECRET; tests use these values.
 WEBHOOK_SECRETS = {name: f"{name}-secret-for-tests" for name in PLATFORMS}
 KAVKOM_SECRET = WEBHOOK_SECRETS["kavkom"]
-# 32+ bytes, as a server database requires (worker/settings.py).
+# 32+ bytes, as a server database requires (worker/core/settings.py).
 TEST_SECRET_KEY = "tests-only-signing-key-0123456789abcdef"
 
 
@@ -179,8 +179,8 @@ def fresh_database(kind: str, tmp: Path) -> str:
     """An empty database migrated to head, as `callhook db upgrade` leaves it."""
     from sqlmodel import SQLModel
 
-    import worker.models  # noqa: F401
-    from worker.migrate import upgrade
+    import worker.core.models  # noqa: F401
+    from worker.core.migrate import upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'callhook.db'}"
@@ -197,7 +197,8 @@ def fresh_database(kind: str, tmp: Path) -> str:
 
 def reset_process_state() -> None:
     """Forget every per-process cache so the next code reads the current environment."""
-    from worker import crm, db, mapping_files, redis_conn, settings
+    from worker import crm
+    from worker.core import db, mapping_files, redis_conn, settings
     from worker.crm import factory
 
     settings.get_settings.cache_clear()
@@ -274,7 +275,7 @@ class WorkerProcess:
             "-m",
             "celery",
             "-A",
-            "worker.celery_worker",
+            "worker.tasks.celery_worker",
             "worker",
             "--beat",
             "--loglevel=INFO",
@@ -362,7 +363,7 @@ def stack(
 
 @pytest.fixture
 def client(stack: dict[str, Any], hubspot: FakeHubSpot):  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     app = create_app({"TESTING": True})
@@ -379,7 +380,7 @@ class LiveServer:
     def __init__(self) -> None:
         from werkzeug.serving import make_server
 
-        from webhook_receiver import agent_page, create_app
+        from webhook_receiver.web import agent_page, create_app
 
         agent_page.SHUTTING_DOWN.clear()  # a previous module's server set it when it closed
         self.app = create_app()
@@ -394,7 +395,7 @@ class LiveServer:
     def close(self) -> None:
         # Open agent streams end now, as under gunicorn: left running, their next heartbeat
         # would read the settings after the test restored the environment.
-        from webhook_receiver import agent_page
+        from webhook_receiver.web import agent_page
 
         agent_page.SHUTTING_DOWN.set()
         self.server.shutdown()

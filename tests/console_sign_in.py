@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 def operator_link_path(email: str = "ops@example.com") -> str:
     """The path of a fresh sign-in link, printed by the real command."""
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     result = CliRunner().invoke(cli, ["admin", "link", email])
     assert result.exit_code == 0, result.output

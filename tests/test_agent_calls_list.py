@@ -19,9 +19,9 @@ from tests.conftest import wait_until
 from tests.test_call_logging_e2e import post
 from tests.test_screen_pop import live
 from tests.test_wrap_up import shown_to
-from worker.agent_links import create_link
-from worker.db import session_scope
-from worker.models import Call, CallPop, CrmStatus
+from worker.core.agent_links import create_link
+from worker.core.db import session_scope
+from worker.core.models import Call, CallPop, CrmStatus
 
 DAY = datetime(2026, 3, 18, tzinfo=UTC)
 
@@ -208,7 +208,7 @@ _tokens: dict[str, str] = {}
 
 def token() -> str:
     """One agent link per database for the whole fuzz (a link is a row of that database)."""
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
 
     database = get_settings().sqlalchemy_url
     if database not in _tokens:

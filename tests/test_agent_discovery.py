@@ -66,7 +66,7 @@ class Fakes:
 def setup(
     redis_server: RedisServer, hubspot: FakeHubSpot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    from worker.agent_discovery import forget_owners
+    from worker.reports.agent_discovery import forget_owners
 
     tmp = tmp_path_factory.mktemp("agent-discovery")
     mappings = tmp / "mappings"
@@ -107,8 +107,8 @@ def setup(
 
 
 def run() -> Any:
-    from worker.agent_discovery import discover, forget_owners
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
+    from worker.reports.agent_discovery import discover, forget_owners
 
     forget_owners()
     return discover(get_settings())
@@ -172,7 +172,7 @@ def test_users_are_matched_by_email_then_by_name(setup: dict[str, Any]) -> None:
 def test_the_diff_adds_only_missing_agents_and_agents_yaml_is_untouched(
     setup: dict[str, Any],
 ) -> None:
-    from worker.agents import AgentDirectory
+    from worker.core.agents import AgentDirectory
 
     path: Path = setup["mappings"] / "agents.yaml"
     before, mtime = path.read_bytes(), path.stat().st_mtime_ns
@@ -206,7 +206,7 @@ def test_the_diff_adds_only_missing_agents_and_agents_yaml_is_untouched(
 def test_a_platform_that_fails_is_reported_and_the_others_are_still_listed(
     setup: dict[str, Any],
 ) -> None:
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
 
     setup["fakes"].uis.fail_next(502)
     setup["env"].set({"KAZOO_API_URL": f"http://127.0.0.1:{free_port()}"})  # nobody listens
@@ -238,8 +238,8 @@ def test_a_refused_token_says_what_to_fix(setup: dict[str, Any]) -> None:
 
 
 def test_the_cli_prints_each_platform_the_matches_and_the_diff(setup: dict[str, Any]) -> None:
-    from webhook_receiver.cli_agents_discover import discover_command
-    from worker.agent_discovery import forget_owners
+    from webhook_receiver.cli.agents_discover import discover_command
+    from worker.reports.agent_discovery import forget_owners
 
     forget_owners()
     result = CliRunner().invoke(discover_command, [])

@@ -57,9 +57,9 @@ def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 
 def set_expiry(token: str, expires_at: datetime) -> None:
     """Age a link, as the passing of days would."""
-    from worker.agent_links import holder
-    from worker.db import session_scope
-    from worker.models import AgentLink
+    from worker.core.agent_links import holder
+    from worker.core.db import session_scope
+    from worker.core.models import AgentLink
 
     found = holder(token)
     assert found is not None
@@ -75,8 +75,8 @@ def renewal(server: str, token: str) -> requests.Response:
 
 
 def test_a_young_token_is_kept_and_one_past_half_its_lifetime_is_renewed(server: str) -> None:
-    from worker.agent_links import create_link, holder
-    from worker.models import utcnow
+    from worker.core.agent_links import create_link, holder
+    from worker.core.models import utcnow
 
     token = create_link("renew@example.com")
     young = renewal(server, token)
@@ -105,8 +105,8 @@ def test_a_young_token_is_kept_and_one_past_half_its_lifetime_is_renewed(server:
 
 
 def test_an_expired_link_is_refused_with_the_reason_to_ask_for_a_new_one(server: str) -> None:
-    from worker.agent_links import create_link
-    from worker.models import utcnow
+    from worker.core.agent_links import create_link
+    from worker.core.models import utcnow
 
     token = create_link("renew@example.com")
     set_expiry(token, utcnow() - timedelta(minutes=1))
@@ -122,7 +122,7 @@ def test_an_expired_link_is_refused_with_the_reason_to_ask_for_a_new_one(server:
 
 
 def test_revoked_forged_and_missing_tokens_are_refused_each_with_its_reason(server: str) -> None:
-    from worker.agent_links import create_link, revoke
+    from worker.core.agent_links import create_link, revoke
 
     token = create_link("other@example.com")
     revoke("other@example.com")
@@ -135,8 +135,8 @@ def test_revoked_forged_and_missing_tokens_are_refused_each_with_its_reason(serv
 
 
 def test_one_agent_cannot_take_every_stream_slot(server: str) -> None:
-    from webhook_receiver.agent_page import open_streams
-    from worker.agent_links import create_link, revoke
+    from webhook_receiver.web.agent_page import open_streams
+    from worker.core.agent_links import create_link, revoke
 
     token = create_link("cap@example.com")
     url = f"{server}/agent/stream"
@@ -174,7 +174,7 @@ def test_the_agent_page_loads_without_a_token_in_its_address(server: str) -> Non
     page = requests.get(f"{server}/agent", timeout=10)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     assert "agent_client.js" in page.text
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     token = create_link("cap@example.com")
     named = requests.get(f"{server}/agent?k={token}", timeout=10)

@@ -28,7 +28,7 @@ import requests
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import KAVKOM_SECRET, ROOT, Environment, LiveServer, wait_until
 from tests.test_screen_pop import _pages_per_agent, live  # noqa: F401  (a fixture)
-from worker.agent_links import create_link
+from worker.core.agent_links import create_link
 
 pytestmark = needs_chromium
 
@@ -111,8 +111,8 @@ def test_the_page_renews_an_aging_link_and_says_when_one_is_revoked(browser, liv
     from playwright.sync_api import expect
 
     from tests.test_agent_links import set_expiry
-    from worker.agent_links import holder, revoke
-    from worker.models import utcnow
+    from worker.core.agent_links import holder, revoke
+    from worker.core.models import utcnow
 
     token = create_link("bob@example.com")
     set_expiry(token, utcnow() + timedelta(days=10))  # past half of its 30 days
@@ -210,9 +210,9 @@ def test_a_known_contacts_card_in_french_by_keyboard_and_for_screen_readers(  # 
 ) -> None:
     from playwright.sync_api import expect
 
-    from worker import pops
-    from worker.db import session_scope
-    from worker.models import Call, utcnow
+    from worker.core.db import session_scope
+    from worker.core.models import Call, utcnow
+    from worker.tasks import pops
 
     owner = hubspot.add_owner("carol@example.com", "Carol", "Owner")
     contact = hubspot.add_contact(firstname="Grace", lastname="Hopper", company="Navy Labs",

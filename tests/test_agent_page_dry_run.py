@@ -25,8 +25,8 @@ from tests.conftest import (
 )
 from tests.test_agent_page_browser import agent_page, post
 from tests.test_screen_pop import _pages_per_agent, live  # noqa: F401  (a fixture)
-from worker.db import get_engine
-from worker.models import DryRunRequest
+from worker.core.db import get_engine
+from worker.core.models import DryRunRequest
 
 pytestmark = needs_chromium
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import Environment, base_env, fresh_database
-from worker.agent_links import create_link
+from worker.core.agent_links import create_link
 
 
 @pytest.fixture(scope="module")
 def client(redis_server, tmp_path_factory) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     tmp = tmp_path_factory.mktemp("headers")
     env = base_env(fresh_database("sqlite", tmp), redis_server.url, tmp / "instance", None)
@@ -73,7 +73,7 @@ def test_every_answer_is_uncached_and_unsniffed_static_files_aside(client) -> No
 def test_frame_origins_are_checked_at_start_up() -> None:
     from pydantic import ValidationError
 
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     with pytest.raises(ValidationError, match="list origins"):
         Settings(hubspot_frame_origins="javascript:alert(1)")

@@ -16,10 +16,10 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.conftest import TEST_SECRET_KEY, Environment, fresh_database
-from worker.db import get_engine, session_scope
-from worker.events import CallEvent
-from worker.fold import apply_event, fold_events, state_hash
-from worker.models import Call, CrmStatus, WebhookEvent
+from worker.core.db import get_engine, session_scope
+from worker.core.events import CallEvent
+from worker.core.fold import apply_event, fold_events, state_hash
+from worker.core.models import Call, CrmStatus, WebhookEvent
 
 
 def at(second: int) -> datetime:

@@ -11,9 +11,9 @@ from sqlmodel import select
 
 from tests.conftest import TEST_SECRET_KEY, Environment, fresh_database
 from tests.test_call_legs import deliver, ev
-from worker.db import session_scope
-from worker.models import Call, CrmStatus, utcnow
-from worker.pipeline import close_unended, process_stored_event
+from worker.core.db import session_scope
+from worker.core.models import Call, CrmStatus, utcnow
+from worker.tasks.pipeline import close_unended, process_stored_event
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_a_call_whose_end_was_lost_is_closed_and_logged_as_such(database: None) 
 
 
 def test_logging_from_the_start_marks_a_ringing_call_due(database: None) -> None:
-    from worker.fold import fold_events
-    from worker.models import WebhookEvent
+    from worker.core.fold import fold_events
+    from worker.core.models import WebhookEvent
 
     event = ev("from-start", "ringing", 0, direction="inbound")
     with session_scope() as session:

@@ -15,8 +15,8 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.conftest import KAVKOM_SECRET, load_fixture, wait_until
-from worker.db import get_engine
-from worker.models import Call, CrmStatus, WebhookEvent
+from worker.core.db import get_engine
+from worker.core.models import Call, CrmStatus, WebhookEvent
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 

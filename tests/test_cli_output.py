@@ -21,7 +21,7 @@ def env(redis_server, tmp_path_factory) -> Iterator[None]:  # type: ignore[no-un
 
 
 def run(*args: str) -> str:
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, result.output
@@ -29,8 +29,8 @@ def run(*args: str) -> str:
 
 
 def test_calls_list_has_headers_and_names_a_note_as_a_note(env: Any) -> None:
-    from worker.db import session_scope
-    from worker.models import Call
+    from worker.core.db import session_scope
+    from worker.core.models import Call
 
     assert run("calls", "list").strip() == "no calls"
     with session_scope() as session:

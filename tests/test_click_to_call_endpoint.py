@@ -76,7 +76,7 @@ def c2c_app(redis_server: RedisServer, tmp: Path) -> Iterator[dict[str, Any]]:
             "UIS_VIRTUAL_PHONE_NUMBER": "74993720692",
             "HUBSPOT_ACCESS_TOKEN": None,
         })  # fmt: skip
-        from webhook_receiver import create_app
+        from webhook_receiver.web import create_app
 
         app = create_app({"TESTING": True})
         try:
@@ -89,7 +89,7 @@ def c2c_app(redis_server: RedisServer, tmp: Path) -> Iterator[dict[str, Any]]:
 
 def forget_dial_counts(redis_server: RedisServer) -> None:
     """Every agent's dial rate windows emptied: each test starts with its full allowance."""
-    from worker.dialing import rate_keys
+    from worker.telephony.dialing import rate_keys
 
     client = redis.Redis.from_url(redis_server.url)
     for email in EMAILS:
@@ -111,7 +111,7 @@ def _full_dial_allowance(redis_server: RedisServer) -> None:
 
 def call(platforms: dict[str, Any], email: str, to: object):  # type: ignore[no-untyped-def]
     """POST /agent/call as the pages do: the agent's token in the X-Callhook-Agent header."""
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     return platforms["client"].post(
         "/agent/call", json={"to": to}, headers={"X-Callhook-Agent": create_link(email)}
@@ -180,7 +180,7 @@ def sent_to_platforms(platforms: dict[str, Any]) -> int:
 def test_a_body_that_is_not_a_json_object_is_a_400_with_the_reason(  # type: ignore[no-untyped-def]
     platforms, path: str, raw: str
 ) -> None:
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     before = sent_to_platforms(platforms)
     response = platforms["client"].post(
@@ -195,7 +195,7 @@ def test_a_body_that_is_not_a_json_object_is_a_400_with_the_reason(  # type: ign
 
 @pytest.mark.parametrize(("path", "field"), [("/agent/call", "to"), ("/agent/contact", "number")])
 def test_fields_must_be_short_strings(platforms, path: str, field: str) -> None:  # type: ignore[no-untyped-def]
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     headers = {"X-Callhook-Agent": create_link("kav@example.com")}
     before = sent_to_platforms(platforms)
@@ -209,7 +209,7 @@ def test_fields_must_be_short_strings(platforms, path: str, field: str) -> None:
 
 
 def test_the_token_is_read_from_the_header_and_still_from_a_link(platforms) -> None:  # type: ignore[no-untyped-def]
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     client = platforms["client"]
     forged = client.post("/agent/call", json={"to": "+33612345685"},
@@ -221,7 +221,7 @@ def test_the_token_is_read_from_the_header_and_still_from_a_link(platforms) -> N
 
 
 def test_token_bearing_answers_are_never_cached(platforms) -> None:  # type: ignore[no-untyped-def]
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     client = platforms["client"]
     headers = {"X-Callhook-Agent": create_link("kweb@example.com")}

@@ -49,7 +49,7 @@ HEADER = "X-Callhook-Agent"
 def setup(
     redis_server: RedisServer, hubspot: FakeHubSpot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    from worker.agent_discovery import forget_owners
+    from worker.reports.agent_discovery import forget_owners
 
     tmp = tmp_path_factory.mktemp("console-agents")
     mappings = tmp / "mappings"
@@ -82,14 +82,14 @@ def setup(
 
 @pytest.fixture
 def console(setup: dict[str, Any]) -> Any:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     return signed_in_client(create_app({"TESTING": True}))
 
 
 def add_pop(email: str, contact: str) -> int:
-    from worker.db import session_scope
-    from worker.models import Call, CallPop
+    from worker.core.db import session_scope
+    from worker.core.models import Call, CallPop
 
     with session_scope() as session:
         call = Call(platform="kavkom", platform_call_id=f"pop-{contact}", direction="inbound")
@@ -107,8 +107,8 @@ def owner_requests(hubspot: FakeHubSpot) -> int:
 def test_the_page_lists_agents_with_their_owner_open_page_links_and_pops(
     setup: dict[str, Any], console: Any
 ) -> None:
-    from webhook_receiver.agent_page import open_pages
-    from worker.agent_links import create_link
+    from webhook_receiver.web.agent_page import open_pages
+    from worker.core.agent_links import create_link
 
     call_ids = [add_pop("alice@example.com", f"Client {n}") for n in range(7)]
     stream = EventStream(
@@ -172,8 +172,8 @@ def test_links_only_for_listed_agents_and_never_from_another_site(
 ) -> None:
     from sqlmodel import select
 
-    from worker.db import session_scope
-    from worker.models import AgentLink
+    from worker.core.db import session_scope
+    from worker.core.models import AgentLink
 
     with session_scope() as session:
         before = len(session.exec(select(AgentLink)).all())
@@ -209,7 +209,7 @@ def test_the_discovery_page_shows_matches_and_the_diff_to_copy(
 
 
 def test_in_a_dry_run_the_page_says_hubspot_is_not_asked(setup: dict[str, Any]) -> None:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     setup["env"].set({"HUBSPOT_ACCESS_TOKEN": None})
     try:

@@ -39,7 +39,7 @@ DOMAIN = "ddcfeb62-110f-4bd7-b7a9-965e1a78295f"
 def server(
     redis_server: RedisServer, hubspot: FakeHubSpot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    from worker.agent_discovery import forget_owners
+    from worker.reports.agent_discovery import forget_owners
 
     tmp = tmp_path_factory.mktemp("console-agents-browser")
     mappings = tmp / "mappings"

@@ -23,8 +23,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import KAVKOM_SECRET, TOKEN, Environment, load_fixture, wait_until
 from tests.console_sign_in import signed_in_client
-from worker.db import get_engine, session_scope
-from worker.models import Call, CallPop, CrmStatus, DialAttempt, DryRunRequest, utcnow
+from worker.core.db import get_engine, session_scope
+from worker.core.models import Call, CallPop, CrmStatus, DialAttempt, DryRunRequest, utcnow
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 PORTAL = "4242"
@@ -65,7 +65,7 @@ class Rows(HTMLParser):
 @pytest.fixture
 def app(stack: dict[str, Any], hubspot: Any) -> Iterator[Any]:
     """The receiver app with a known HubSpot portal (record links), the fake HubSpot clean."""
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     environment = Environment()

@@ -20,7 +20,7 @@ from tests.browser import needs_chromium, screenshot
 from tests.conftest import KAVKOM_SECRET, Environment, LiveServer, load_fixture
 from tests.console_sign_in import signed_in_page
 from tests.test_console_calls import settled
-from worker.models import CrmStatus
+from worker.core.models import CrmStatus
 
 pytestmark = needs_chromium
 

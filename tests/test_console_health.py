@@ -15,10 +15,10 @@ from sqlmodel import select
 from tests.conftest import KAVKOM_SECRET, Environment, free_port, load_fixture, wait_until
 from tests.console_sign_in import signed_in_client
 from tests.test_console_problems import Cells
-from worker.db import session_scope
-from worker.health_facts import business_time_between, is_silent
-from worker.metrics import HUBSPOT_REQUESTS
-from worker.models import Call, CrmSyncAttempt, EventStatus, WebhookEvent, utcnow
+from worker.core.db import session_scope
+from worker.core.metrics import HUBSPOT_REQUESTS
+from worker.core.models import Call, CrmSyncAttempt, EventStatus, WebhookEvent, utcnow
+from worker.reports.health_facts import business_time_between, is_silent
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 UTC_ZONE = ZoneInfo("UTC")
@@ -27,7 +27,7 @@ MONDAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
 @pytest.fixture
 def app(stack: dict[str, Any], hubspot: Any) -> Any:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     return create_app({"TESTING": True})
@@ -54,7 +54,7 @@ def add_event(platform: str, received_at: datetime, status: str = EventStatus.PR
 
 
 def worker_answers() -> bool:
-    from worker.celery_app import configure
+    from worker.tasks.celery_app import configure
 
     return bool(configure().control.ping(timeout=1.0))
 
@@ -124,7 +124,7 @@ def test_health_shows_each_platform_and_flags_the_silent_one(app) -> None:  # ty
 
 
 def test_health_shows_the_pipeline_and_hubspot_budget(app) -> None:  # type: ignore[no-untyped-def]
-    from worker.redis_conn import connect
+    from worker.core.redis_conn import connect
 
     client = connect()
     seconds, micros = client.time()
@@ -189,7 +189,7 @@ def test_health_shows_the_pipeline_and_hubspot_budget(app) -> None:  # type: ign
 
 
 def test_health_answers_within_seconds_with_redis_down(stack) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     closed = f"redis://127.0.0.1:{free_port()}/0"
     env = Environment()
@@ -223,7 +223,7 @@ def test_nothing_is_unknown_once_redis_is_back(app) -> None:  # type: ignore[no-
 
 
 def test_a_slow_or_failing_source_is_unknown_and_does_not_hold_the_page() -> None:
-    from worker.health_facts import gather
+    from worker.reports.health_facts import gather
 
     started = time.monotonic()
     facts = gather(

@@ -23,8 +23,8 @@ from sqlmodel import Session, select
 from tests.conftest import KAVKOM_SECRET, ROOT, Environment, load_fixture, wait_until
 from tests.console_sign_in import signed_in_client
 from tests.unmapped import assert_kept_unmapped, stored
-from worker.db import get_engine, session_scope
-from worker.models import (
+from worker.core.db import get_engine, session_scope
+from worker.core.models import (
     Call,
     CrmStatus,
     CrmSyncAttempt,
@@ -118,7 +118,7 @@ def mappings_copy(stack: dict[str, Any], tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def app(stack: dict[str, Any], hubspot: Any) -> Any:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     return create_app({"TESTING": True})
@@ -127,7 +127,7 @@ def app(stack: dict[str, Any], hubspot: Any) -> Any:
 def test_unmapped_deliveries_are_grouped_then_replayed_into_hubspot_once(  # type: ignore[no-untyped-def]
     mappings_copy: Path, hubspot
 ) -> None:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     app = create_app({"TESTING": True})
@@ -358,7 +358,7 @@ def test_retry_all_queues_every_failed_call(app) -> None:  # type: ignore[no-unt
 
 
 def test_bodies_are_shown_without_secret_looking_values() -> None:
-    from webhook_receiver.console.problems import redacted_body
+    from webhook_receiver.web.console.problems import redacted_body
 
     shown = redacted_body(
         json.dumps({"call": {"auth_token": "t0k3n-value", "from": "+336"}, "apiKey": "k3y"}),

@@ -15,8 +15,8 @@ import requests
 from tests.browser import needs_chromium, screenshot
 from tests.conftest import KAVKOM_SECRET, LiveServer, load_fixture
 from tests.console_sign_in import signed_in_page
-from worker.db import session_scope
-from worker.models import Call, CrmStatus, utcnow
+from worker.core.db import session_scope
+from worker.core.models import Call, CrmStatus, utcnow
 
 pytestmark = needs_chromium
 

@@ -27,7 +27,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from worker.settings import MIN_SECRET_KEY_BYTES, Settings
+from worker.core.settings import MIN_SECRET_KEY_BYTES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
@@ -80,7 +80,7 @@ def variables_the_code_reads() -> set[str]:
     names = {name.upper() for name in Settings.model_fields}
     for mapping in load_mappings(ROOT / "mappings").platforms.values():
         names.update(mapping.auth.secret_envs)
-    gunicorn_conf = (ROOT / "webhook_receiver" / "gunicorn_conf.py").read_text()
+    gunicorn_conf = (ROOT / "webhook_receiver" / "web" / "gunicorn_conf.py").read_text()
     names.update(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", gunicorn_conf))
     names.update(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", (ROOT / "Procfile").read_text()))
     return names
@@ -466,7 +466,7 @@ def test_entrypoint_expands_the_procfile_variables(stub_path: str) -> None:
     out = run(["sh", str(ENTRYPOINT), "worker"], stub_path, WORKER_CONCURRENCY="7").stdout
     assert "--concurrency=7" in out.splitlines()
     web = run(["sh", str(ENTRYPOINT), "web"], stub_path).stdout.splitlines()
-    assert web[-1] == "webhook_receiver:create_app()"  # one argument, quotes removed
+    assert web[-1] == "webhook_receiver.web:create_app()"  # one argument, quotes removed
 
 
 def test_entrypoint_runs_any_other_command_as_given(stub_path: str) -> None:
@@ -597,7 +597,11 @@ def test_the_installed_package_carries_every_template_static_file_and_migration(
     packaged = set(zipfile.ZipFile(wheel).namelist())
     wanted = {
         str(path.relative_to(ROOT))
-        for folder in ("webhook_receiver/templates", "webhook_receiver/static", "worker/migrations")
+        for folder in (
+            "webhook_receiver/web/templates",
+            "webhook_receiver/web/static",
+            "worker/core/migrations",
+        )
         for path in (ROOT / folder).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }

@@ -48,7 +48,7 @@ def sent(platforms: dict[str, Any]) -> int:
 
 
 def dials(*args: str) -> str:
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     result = CliRunner().invoke(cli, ["dials", "list", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -212,8 +212,8 @@ def test_every_attempt_is_listed_by_callhook_dials_list(platforms) -> None:  # t
 def test_the_record_holds_what_was_asked_and_what_happened(platforms) -> None:  # type: ignore[no-untyped-def]
     from sqlmodel import select
 
-    from worker.db import session_scope
-    from worker.models import DialAttempt
+    from worker.core.db import session_scope
+    from worker.core.models import DialAttempt
 
     platforms["kavkom"].fail_next(503)
     assert call(platforms, KAV, "+33612345713").status_code == 502
@@ -250,7 +250,7 @@ def test_the_record_holds_what_was_asked_and_what_happened(platforms) -> None:  
 def test_a_bad_policy_setting_stops_start_up_with_a_clear_message(
     platforms: dict[str, Any], env: Environment, name: str, value: str, says: str
 ) -> None:
-    from worker.settings import ConfigError, load_settings
+    from worker.core.settings import ConfigError, load_settings
 
     env.set({name: value})
     with pytest.raises(ConfigError) as error:
@@ -259,7 +259,7 @@ def test_a_bad_policy_setting_stops_start_up_with_a_clear_message(
 
 
 def test_policy_settings_are_normalised(platforms: dict[str, Any], env: Environment) -> None:
-    from worker.settings import load_settings
+    from worker.core.settings import load_settings
 
     env.set(
         {"DIAL_ALLOWED_TYPES": " Mobile, FIXED_LINE ,mobile", "DIAL_ALLOWED_COUNTRIES": "fr, be"}

@@ -35,7 +35,7 @@ def stack(db_kind, redis_server, tmp_path_factory):  # type: ignore[no-untyped-d
 
 @pytest.fixture
 def client(stack):  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     return create_app({"TESTING": True}).test_client()
 
@@ -43,7 +43,7 @@ def client(stack):  # type: ignore[no-untyped-def]
 def test_dry_run_records_the_call_it_would_create(client, stack: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     response = client.post(
         "/webhooks/kavkom",

@@ -32,8 +32,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_server import FakeHttpServer
-from worker.error_reporting import FILTERED, make_scrubber, secret_values
-from worker.settings import load_settings
+from worker.core.error_reporting import FILTERED, make_scrubber, secret_values
+from worker.core.settings import load_settings
 
 HUBSPOT_TOKEN = "pat-eu1-0123abcd-hubspot-token-for-tests"
 AGENT_LINK = "agent-link-token.for-tests.0123456789"
@@ -154,14 +154,14 @@ def test_the_scrubber_leaves_no_secret_body_query_cookie_or_credential_header(  
 
 
 def test_no_dsn_no_sentry(environment) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     create_app({"TESTING": True})
     assert not sentry_sdk.get_client().is_active()
 
 
 def test_a_failing_request_reaches_sentry_scrubbed(environment, fake_sentry) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     environment.set({"SENTRY_DSN": fake_sentry.dsn()})
     app = create_app({"TESTING": True})
@@ -194,7 +194,9 @@ def test_the_worker_entry_point_starts_sentry_only_with_a_dsn(  # type: ignore[n
     env = {k: v for k, v in os.environ.items() if k != "SENTRY_DSN"}
     if dsn:
         env["SENTRY_DSN"] = dsn
-    check = "import sentry_sdk, worker.celery_worker; print(sentry_sdk.get_client().is_active())"
+    check = (
+        "import sentry_sdk, worker.tasks.celery_worker; print(sentry_sdk.get_client().is_active())"
+    )
     out = subprocess.run(
         [sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
         check=True, timeout=60,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from worker.events import CallEvent
-from worker.fold import apply_event, state_hash
-from worker.models import Call
+from worker.core.events import CallEvent
+from worker.core.fold import apply_event, state_hash
+from worker.core.models import Call
 
 
 def at(second: int) -> datetime:

@@ -17,10 +17,10 @@ from sqlmodel import Session, select
 
 from tests.conftest import KAVKOM_SECRET, load_fixture, wait_until
 from tests.unmapped import stored
-from webhook_receiver.cli import cli
-from worker.db import get_engine, session_scope
-from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
-from worker.pipeline import MAX_FOLD_ATTEMPTS, process_stored_event
+from webhook_receiver.cli.main import cli
+from worker.core.db import get_engine, session_scope
+from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent
+from worker.tasks.pipeline import MAX_FOLD_ATTEMPTS, process_stored_event
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 

@@ -46,9 +46,9 @@ from sqlmodel import Session, select
 
 from tests.conftest import ROOT, WEBHOOK_SECRETS, wait_until
 from webhook_receiver.mapping import PlatformMapping, load_mappings
-from webhook_receiver.payloads import parse_form
-from worker.db import get_engine
-from worker.models import EventStatus, WebhookEvent
+from webhook_receiver.mapping.payloads import parse_form
+from worker.core.db import get_engine
+from worker.core.models import EventStatus, WebhookEvent
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
@@ -75,7 +75,7 @@ AGENT_EMAIL = "alice@example.com"  # in the shipped mappings/agents.yaml
 
 @pytest.fixture(scope="module")
 def app(stack: dict[str, Any]) -> Flask:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     return create_app({"TESTING": True})
 
@@ -87,7 +87,7 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture(scope="module")
 def agent_token(stack: dict[str, Any]) -> str:
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     return create_link(AGENT_EMAIL)
 
@@ -96,7 +96,7 @@ def agent_token(stack: dict[str, Any]) -> str:
 def operator_token(stack: dict[str, Any]) -> str:
     """A signed-in operator's cookie value: the console's pages are fuzzed past the
     sign-in too, with its filters, forms and ids."""
-    from worker.agent_links import OPERATOR, create_link
+    from worker.core.agent_links import OPERATOR, create_link
 
     return create_link("fuzz-ops@example.com", role=OPERATOR)
 

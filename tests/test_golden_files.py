@@ -43,7 +43,7 @@ def test_fixture_gives_its_golden_events(platform: str, fixture: Path) -> None:
 def test_the_command_finds_a_stale_golden_file_and_update_rewrites_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     fixtures = tmp_path / "platforms" / "kavkom" / "fixtures"
     fixtures.mkdir(parents=True)

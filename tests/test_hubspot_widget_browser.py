@@ -32,8 +32,8 @@ from werkzeug.wrappers import Request, Response
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import ROOT, Environment, LiveServer
 from tests.test_screen_pop import _pages_per_agent, live, post  # noqa: F401  (a fixture)
-from webhook_receiver.hubspot_widget import SDK_SCRIPT, bp
-from worker.agent_links import create_link
+from webhook_receiver.web.hubspot_widget import SDK_SCRIPT, bp
+from worker.core.agent_links import create_link
 
 pytestmark = needs_chromium
 
@@ -73,7 +73,7 @@ class HubSpotHost:
         self.page = HOST_PAGE.replace("__WIDGET_URL__", json.dumps(widget_url)).replace(
             "__SYNC__", json.dumps(SYNC)
         )
-        self.sdk = (ROOT / "webhook_receiver" / "static" / SDK_SCRIPT).read_bytes()
+        self.sdk = (ROOT / "webhook_receiver" / "web" / "static" / SDK_SCRIPT).read_bytes()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -142,7 +142,7 @@ def test_widget_page_and_vendored_sdk_are_served(widget_server: LiveServer) -> N
     sdk = requests.get(f"{widget_server.url}/static/{SDK_SCRIPT}", timeout=10)
     assert sdk.status_code == 200
     assert "javascript" in sdk.headers["Content-Type"]
-    assert sdk.content == (ROOT / "webhook_receiver" / "static" / SDK_SCRIPT).read_bytes()
+    assert sdk.content == (ROOT / "webhook_receiver" / "web" / "static" / SDK_SCRIPT).read_bytes()
     assert page.headers["Cache-Control"] == "no-store"
     refused = requests.get(
         f"{widget_server.url}/hubspot/widget/me", headers={"X-Callhook-Agent": "forged"}, timeout=10

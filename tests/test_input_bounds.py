@@ -3,13 +3,13 @@ reason, never a 500, never a row the worker could not fold, never a silently cut
 
 Three layers, each tested where it acts:
 
-- the body's size, whatever its framing (`webhook_receiver.body_limit`): through Flask's test
+- the body's size, whatever its framing (`webhook_receiver.web.body_limit`): through Flask's test
   client, through werkzeug's real HTTP server and through gunicorn, each with a real
   `Transfer-Encoding: chunked` request;
-- parsing (`webhook_receiver.payloads`): depth, field count, number size, NaN/Infinity. An
+- parsing (`webhook_receiver.mapping.payloads`): depth, field count, number size, NaN/Infinity. An
   authenticated delivery past a bound is refused with 400 and kept as `unmapped`; an
   unauthenticated one is refused (401) and not stored;
-- values (`worker.events.CallEvent`, `webhook_receiver.mapping.transforms`): durations,
+- values (`worker.core.events.CallEvent`, `webhook_receiver.mapping.transforms`): durations,
   epochs, times, text lengths of bounded columns, objects where a value belongs. A
   mapping failure: kept as `unmapped` and answered as the file's `on_unmapped` says.
 """
@@ -44,9 +44,9 @@ from tests.conftest import (
 )
 from tests.unmapped import assert_kept_unmapped, stored
 from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
-from webhook_receiver.payloads import MAX_DEPTH, BadPayload, parse_form, parse_json
-from worker.db import get_engine
-from worker.models import EventStatus, WebhookEvent
+from webhook_receiver.mapping.payloads import MAX_DEPTH, BadPayload, parse_form, parse_json
+from worker.core.db import get_engine
+from worker.core.models import EventStatus, WebhookEvent
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 KAZOO = f"/webhooks/kazoo?token={WEBHOOK_SECRETS['kazoo']}"
@@ -285,7 +285,7 @@ class CountingStream(io.RawIOBase):
 
 
 def test_a_chunked_body_over_the_limit_is_413_through_the_test_client(small_limit) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     client = create_app({"TESTING": True}).test_client()
     chunked = {"wsgi.input_terminated": True}  # what a server that decodes chunks sets
@@ -304,7 +304,7 @@ def test_a_chunked_body_over_the_limit_is_413_through_the_test_client(small_limi
 
 
 def test_an_endless_body_is_read_one_byte_past_the_limit_and_no_further(small_limit) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     app = create_app()
     for framing in ({"HTTP_TRANSFER_ENCODING": "chunked"}, {"wsgi.input_terminated": True}):
@@ -325,7 +325,7 @@ def test_an_endless_body_is_read_one_byte_past_the_limit_and_no_further(small_li
 
 
 def test_a_content_length_over_the_limit_is_413_before_anything_is_read(small_limit) -> None:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     client = create_app().test_client()
 
@@ -378,8 +378,8 @@ def test_chunked_bodies_over_gunicorn(small_limit, stack: dict[str, Any], tmp_pa
     env = {**os.environ, "MAX_BODY_BYTES": str(LIMIT), "WEB_CONCURRENCY": "1", "WEB_THREADS": "4"}
     log = (tmp_path / "gunicorn.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:webhook_receiver.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "webhook_receiver:create_app()"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:webhook_receiver.web.gunicorn_conf",
+         "--bind", f"127.0.0.1:{port}", "webhook_receiver.web:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

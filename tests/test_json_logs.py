@@ -30,7 +30,7 @@ from tests.conftest import (
     fresh_database,
     wait_until,
 )
-from worker.log_format import JsonFormatter, message_fields
+from worker.core.log_format import JsonFormatter, message_fields
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> int:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import KAVKOM_SECRET, Environment, base_env, fresh_database
-from worker.log_format import FORMAT, OneLineFormatter, escape
+from worker.core.log_format import FORMAT, OneLineFormatter, escape
 
 
 @pytest.fixture
 def captured(redis_server, tmp_path) -> Iterator[tuple[Any, io.StringIO]]:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     env = base_env(fresh_database("sqlite", tmp_path), redis_server.url, tmp_path / "i", None)
     environment = Environment()

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, Environment
-from webhook_receiver.cli import cli
+from webhook_receiver.cli.main import cli
 from webhook_receiver.mapping import load_mappings
-from worker.yaml_files import MappingFileError
+from worker.core.yaml_files import MappingFileError
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_bad_hubspot_status_is_reported(mappings_dir: Path) -> None:
 
 
 def test_app_refuses_to_start_with_a_broken_file(mappings_dir: Path) -> None:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     (mappings_dir / "agents.yaml").write_text("kind: agents\nagents:\n  - email: not-an-email\n")
     with pytest.raises(SystemExit) as info:

@@ -2,7 +2,7 @@
 
 Deliveries go through the real receiver; the worker is a real Celery process, a separate
 process from the one serving ``/metrics``, so a counter it increments is only seen here
-if the processes really share their counts (worker/metrics.py: in Redis).
+if the processes really share their counts (worker/core/metrics.py: in Redis).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import KAVKOM_SECRET, ROOT, Environment, load_fixture, wait_until
-from webhook_receiver.operator_auth import COOKIE
+from webhook_receiver.web.operator_auth import COOKIE
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
@@ -37,8 +37,8 @@ def _metrics_token(stack: dict[str, Any]) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _counting_again() -> None:
     """An earlier module that stopped Redis left this process not counting for a while
-    (worker/metrics.py, QUIET_AFTER_ERROR_S): Redis is up again, so count from now."""
-    from worker import metrics
+    (worker/core/metrics.py, QUIET_AFTER_ERROR_S): Redis is up again, so count from now."""
+    from worker.core import metrics
 
     metrics._quiet_until = 0.0
 
@@ -78,7 +78,7 @@ def test_metrics_need_the_token_or_an_operator_sign_in(client) -> None:  # type:
     assert client.get("/metrics", headers=AUTH).status_code == 401
     assert client.get("/metrics", headers=SCRAPER).status_code == 200
 
-    from webhook_receiver.cli import cli
+    from webhook_receiver.cli.main import cli
 
     link = CliRunner().invoke(cli, ["admin", "link", "ops@example.com"]).output.strip()
     token = link.split("?t=", 1)[1]
@@ -165,13 +165,13 @@ def test_a_screen_pop_is_counted_with_its_latency(client, hubspot) -> None:  # t
 
 def test_counts_from_separate_processes_add_up_and_queues_are_measured(redis_server) -> None:  # type: ignore[no-untyped-def]
     """Two processes that share nothing but Redis count into the same numbers."""
-    from worker.metrics import RedisCollector
+    from worker.core.metrics import RedisCollector
 
     url = redis_server.url.rsplit("/", 1)[0] + "/7"  # a database of its own
     direct = redis.Redis.from_url(url)
     direct.flushdb()
     script = (
-        "from worker.metrics import HUBSPOT_REQUESTS, FOLD_LATENCY\n"
+        "from worker.core.metrics import HUBSPOT_REQUESTS, FOLD_LATENCY\n"
         "HUBSPOT_REQUESTS.inc(status='2xx')\n"
         "FOLD_LATENCY.observe(0.3, platform='uis')\n"
     )

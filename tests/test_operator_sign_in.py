@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from sqlmodel import select
 
 from tests.conftest import Environment, base_env, fresh_database
-from webhook_receiver.operator_auth import COOKIE
+from webhook_receiver.web.operator_auth import COOKIE
 
 
 @pytest.fixture(scope="module")
 def app(db_kind, redis_server, tmp_path_factory) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     tmp = tmp_path_factory.mktemp(f"operator-{db_kind}")
     env = base_env(fresh_database(db_kind, tmp), redis_server.url, tmp / "instance", None)
@@ -31,7 +31,7 @@ def app(db_kind, redis_server, tmp_path_factory) -> Iterator[Any]:  # type: igno
 
 
 def cli(*args: str) -> str:
-    from webhook_receiver.cli import cli as group
+    from webhook_receiver.cli.main import cli as group
 
     result = CliRunner().invoke(group, list(args))
     assert result.exit_code == 0, result.output
@@ -94,8 +94,8 @@ def test_dry_run_limit_is_checked(app) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_revoked_or_expired_sign_in_signs_out_at_the_next_click(app) -> None:  # type: ignore[no-untyped-def]
-    from worker.db import session_scope
-    from worker.models import AgentLink, utcnow
+    from worker.core.db import session_scope
+    from worker.core.models import AgentLink, utcnow
 
     client = app.test_client()
     client.get(sign_in_path("gone@example.com"))
@@ -129,8 +129,8 @@ def test_operator_posts_must_come_from_this_site(app) -> None:  # type: ignore[n
 
 
 def test_operator_link_lifetime_follows_the_setting(app) -> None:  # type: ignore[no-untyped-def]
-    from worker.agent_links import OPERATOR, holder
-    from worker.models import utcnow
+    from worker.core.agent_links import OPERATOR, holder
+    from worker.core.models import utcnow
 
     token = sign_in_path("ttl@example.com").split("t=", 1)[1]
     found = holder(token, OPERATOR)

@@ -150,7 +150,7 @@ def empty_database(db_kind: str, tmp: Path) -> str:
 
 def settings_variables() -> set[str]:
     """Every environment variable callhook reads, so the test's own are not inherited."""
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     return {name.upper() for name in Settings.model_fields}
 

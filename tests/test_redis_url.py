@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from worker.redis_conn import celery_broker_url, with_tls_policy
+from worker.core.redis_conn import celery_broker_url, with_tls_policy
 
 HEROKU = "rediss://default:pw@ec2-1-2-3-4.compute-1.amazonaws.com:6380"
 
@@ -35,7 +35,7 @@ def test_a_url_that_says_or_needs_no_tls_is_left_alone() -> None:
 
 def test_the_setting_reaches_the_process_url(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import reset_process_state
-    from worker.redis_conn import redis_url
+    from worker.core.redis_conn import redis_url
 
     monkeypatch.setenv("REDIS_URL", HEROKU)
     monkeypatch.setenv("REDIS_SSL_CERT_REQS", "none")

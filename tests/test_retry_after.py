@@ -5,8 +5,8 @@ from __future__ import annotations
 import email.utils
 import time
 
+from worker.core.retry_after import retry_after_seconds
 from worker.crm.hubspot import _retry_after
-from worker.retry_after import retry_after_seconds
 
 
 def test_seconds_dates_and_nonsense() -> None:

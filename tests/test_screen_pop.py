@@ -23,7 +23,7 @@ from tests.conftest import (
     LiveServer,
     load_fixture,
 )
-from worker.agent_links import create_link, revoke
+from worker.core.agent_links import create_link, revoke
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 
@@ -109,9 +109,9 @@ def test_the_card_shows_the_open_deal_when_the_crm_file_asks_for_it(  # type: ig
 ) -> None:
     """Open deals cost a search: asked only with `associations.open_deal`, after the card
     is shown (the phone rings now), once for a ring group's cards."""
-    from worker import pops
-    from worker.db import session_scope
-    from worker.models import Call, utcnow
+    from worker.core.db import session_scope
+    from worker.core.models import Call, utcnow
+    from worker.tasks import pops
 
     contact = hubspot.add_contact(firstname="Ada", lastname="Lovelace", phone="06 12 34 56 45")
     hubspot.add_deal("Old deal", contact, closed=True)
@@ -229,7 +229,7 @@ def test_forged_and_revoked_links_are_refused(live_server) -> None:  # type: ign
 
 def test_agent_pages_never_take_the_threads_webhooks_need(live_server, hubspot) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import Environment
-    from webhook_receiver import agent_page
+    from webhook_receiver.web import agent_page
 
     # Two more streams than are open now (earlier tests' may still be closing), no more.
     env = Environment()

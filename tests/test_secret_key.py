@@ -46,7 +46,7 @@ def test_a_short_secret_key_is_refused_even_with_sqlite(tmp_path) -> None:  # ty
 
 
 def test_callhook_secret_prints_a_key_the_settings_accept(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     first = callhook("secret").stdout.strip()
     second = callhook("secret").stdout.strip()
@@ -56,7 +56,7 @@ def test_callhook_secret_prints_a_key_the_settings_accept(tmp_path) -> None:  # 
 
 
 def test_the_embedded_default_still_needs_no_secret_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     one = Settings(instance_dir=tmp_path)
     two = Settings(instance_dir=tmp_path)

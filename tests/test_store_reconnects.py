@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.test_call_logging_e2e import AUTH, cdr
-from worker.db import get_engine
+from worker.core.db import get_engine
 
 
 def test_a_delivery_after_the_server_dropped_every_connection_is_stored(client, stack) -> None:  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import wait_until
 from tests.test_call_logging_e2e import cdr, post
-from worker.db import get_engine
-from worker.models import Call, CrmSyncAttempt
+from worker.core.db import get_engine
+from worker.core.models import Call, CrmSyncAttempt
 
 
 def attempts(call_id: str) -> list[CrmSyncAttempt]:

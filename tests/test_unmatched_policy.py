@@ -30,11 +30,11 @@ from tests.conftest import (
     wait_until,
 )
 from tests.unmapped import assert_kept_unmapped, stored
-from webhook_receiver.cli import cli
+from webhook_receiver.cli.main import cli
 from webhook_receiver.mapping import load_mappings
-from worker.db import get_engine
-from worker.mapping_files import MappingFileError
-from worker.models import Call, EventStatus
+from worker.core.db import get_engine
+from worker.core.mapping_files import MappingFileError
+from worker.core.models import Call, EventStatus
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 PLATFORMS = ("kavkom", "kazoo", "kwebbl", "uis", "voximplant")
@@ -64,7 +64,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def app_client() -> FlaskClient:
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     return create_app({"TESTING": True}).test_client()
 

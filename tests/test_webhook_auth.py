@@ -109,7 +109,7 @@ def sign(key: str, msg_id: str, stamp: int, body: bytes) -> str:
 
 @pytest.fixture
 def signed_client(stack: dict[str, Any], tmp_path: Path):  # type: ignore[no-untyped-def]
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)

@@ -8,8 +8,8 @@ import os
 from sqlmodel import Session, select
 
 from tests.conftest import KAVKOM_SECRET, load_fixture
-from worker.db import get_engine
-from worker.models import EventStatus, WebhookEvent
+from worker.core.db import get_engine
+from worker.core.models import EventStatus, WebhookEvent
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 

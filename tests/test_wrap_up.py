@@ -18,9 +18,9 @@ from sqlmodel import Session, select
 from tests.conftest import wait_until
 from tests.test_call_logging_e2e import barrier, call_row, calls_for, post
 from tests.test_screen_pop import live
-from worker.agent_links import create_link
-from worker.db import get_engine
-from worker.models import Call, CallPop, CrmStatus, CrmSyncAttempt, utcnow
+from worker.core.agent_links import create_link
+from worker.core.db import get_engine
+from worker.core.models import Call, CallPop, CrmStatus, CrmSyncAttempt, utcnow
 
 CONNECTED = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
 VOICEMAIL = "b2cf5968-551e-4856-9783-52b3da59a7d0"

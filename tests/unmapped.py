@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from worker.db import get_engine
-from worker.models import EventStatus, WebhookEvent
+from worker.core.db import get_engine
+from worker.core.models import EventStatus, WebhookEvent
 
 
 def stored(event_id: int) -> WebhookEvent:

@@ -1,1 +1,1 @@
-"""The `callhook` command: serving, the database, mappings, agents, platforms."""
+"""The `callhook` command (`main`): serving, the database, mappings, agents, platforms."""

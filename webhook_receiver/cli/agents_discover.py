@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import click
 
-from webhook_receiver.cli_support import settings_or_exit
-from worker.agent_discovery import Discovery, PlatformReport, discover
-from worker.platforms.users import PlatformUser
+from webhook_receiver.cli.support import settings_or_exit
+from worker.reports.agent_discovery import Discovery, PlatformReport, discover
+from worker.telephony.users import PlatformUser
 
 
 def _who(user: PlatformUser) -> str:

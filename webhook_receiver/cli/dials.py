@@ -1,6 +1,6 @@
 """``callhook dials``: every click-to-call an agent asked for, placed or refused.
 
-The operator's view of ``dial_attempts`` (see ``worker.dialing``): what each personal
+The operator's view of ``dial_attempts`` (see ``worker.telephony.dialing``): what each personal
 link was used for. Refused numbers (premium rate, satellite, another country) and rate
 limits reached are the signs of a leaked link being tried; revoke it with
 ``callhook agents revoke EMAIL``.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import click
 from sqlmodel import Session, select
 
-from webhook_receiver.cli_support import settings_or_exit
-from worker.dialing import RESULTS
+from webhook_receiver.cli.support import settings_or_exit
+from worker.telephony.dialing import RESULTS
 
 # (header, width) of each column but the last (REASON), in the order printed.
 COLUMNS = (
@@ -55,8 +55,8 @@ def dials() -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 def dials_list(agent_email: str | None, result: str | None, limit: int) -> None:
     """List dial attempts, newest first."""
-    from worker.db import get_engine
-    from worker.models import DialAttempt
+    from worker.core.db import get_engine
+    from worker.core.models import DialAttempt
 
     settings_or_exit()
     stmt = select(DialAttempt).order_by(DialAttempt.id.desc()).limit(limit)  # type: ignore[union-attr]

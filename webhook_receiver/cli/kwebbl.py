@@ -1,7 +1,7 @@
 """``callhook kwebbl``: connect the Kwebbl account, see its state, manage the subscription.
 
 Connecting happens in a browser (``connect-link`` prints the admin's link); everything
-else talks to Kwebbl with the stored OAuth token (``worker.platforms.kwebbl_oauth``).
+else talks to Kwebbl with the stored OAuth token (``worker.telephony.kwebbl_oauth``).
 No command prints a token or the webhook secret: callback URLs are shown masked.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
-from worker.settings import Settings
+from webhook_receiver.cli.support import mappings_or_exit, settings_or_exit
+from worker.core.settings import Settings
 
 
 def _when(moment: datetime | None) -> str:
@@ -28,7 +28,7 @@ def kwebbl() -> None:
 @kwebbl.command("connect-link")
 def connect_link() -> None:
     """Print the admin's link that connects Kwebbl (open it within 30 minutes)."""
-    from worker.platforms.kwebbl_oauth import (
+    from worker.telephony.kwebbl_oauth import (
         CALLBACK_PATH,
         KwebblAuthError,
         base_url,
@@ -59,7 +59,7 @@ def connect_link() -> None:
 @kwebbl.command("status")
 def status() -> None:
     """Whether callhook can use Kwebbl; exits 1 when an administrator must act."""
-    from worker.platforms.kwebbl_oauth import connect_url, connection_status
+    from worker.telephony.kwebbl_oauth import connect_url, connection_status
 
     settings = settings_or_exit()
     state = connection_status()
@@ -89,7 +89,7 @@ def _secret_envs(settings: Settings) -> list[str]:
 
 
 def _api(settings: Settings) -> Any:
-    from worker.platforms.kwebbl_subscriptions import KwebblSubscriptions
+    from worker.telephony.kwebbl_subscriptions import KwebblSubscriptions
 
     return KwebblSubscriptions(secret_envs=_secret_envs(settings))
 
@@ -101,8 +101,8 @@ def _failed(exc: Exception) -> click.ClickException:
 @kwebbl.command("subscribe")
 def subscribe() -> None:
     """Subscribe callhook to every Kwebbl call event (mode detailed)."""
-    from worker.platforms.kwebbl_oauth import KwebblAuthError
-    from worker.platforms.kwebbl_subscriptions import SubscriptionError, callback_url, masked
+    from worker.telephony.kwebbl_oauth import KwebblAuthError
+    from worker.telephony.kwebbl_subscriptions import SubscriptionError, callback_url, masked
 
     settings = settings_or_exit()
     try:
@@ -122,8 +122,8 @@ def subscribe() -> None:
 @kwebbl.command("subscriptions")
 def subscriptions() -> None:
     """List Kwebbl's subscriptions (callback URLs shown with the token masked)."""
-    from worker.platforms.kwebbl_oauth import KwebblAuthError
-    from worker.platforms.kwebbl_subscriptions import SubscriptionError, callback_url, masked
+    from worker.telephony.kwebbl_oauth import KwebblAuthError
+    from worker.telephony.kwebbl_subscriptions import SubscriptionError, callback_url, masked
 
     settings = settings_or_exit()
     try:
@@ -150,8 +150,8 @@ def subscriptions() -> None:
 @click.argument("subscription_id")
 def unsubscribe(subscription_id: str) -> None:
     """Cancel the subscription SUBSCRIPTION_ID (Kwebbl cannot modify one: cancel, subscribe)."""
-    from worker.platforms.kwebbl_oauth import KwebblAuthError
-    from worker.platforms.kwebbl_subscriptions import SubscriptionError
+    from worker.telephony.kwebbl_oauth import KwebblAuthError
+    from worker.telephony.kwebbl_subscriptions import SubscriptionError
 
     settings = settings_or_exit()
     try:

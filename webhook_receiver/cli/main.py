@@ -1,7 +1,7 @@
 """The ``callhook`` command: run the service, migrate, check mappings, inspect and replay.
 
-Every command also hangs under ``flask --app webhook_receiver`` (e.g.
-``flask --app webhook_receiver mappings check``). They build only what they need,
+Every command also hangs under ``flask --app webhook_receiver.web`` (e.g.
+``flask --app webhook_receiver.web mappings check``). They build only what they need,
 so ``mappings check`` still answers when a mapping file is broken.
 """
 
@@ -19,12 +19,12 @@ from typing import Any
 import click
 from sqlmodel import Session, select
 
-from webhook_receiver.cli_agents_discover import discover_command
-from webhook_receiver.cli_dials import dials
-from webhook_receiver.cli_kwebbl import kwebbl
-from webhook_receiver.cli_platforms import kazoo, listen, uis
-from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
-from worker.settings import ConfigError
+from webhook_receiver.cli.agents_discover import discover_command
+from webhook_receiver.cli.dials import dials
+from webhook_receiver.cli.kwebbl import kwebbl
+from webhook_receiver.cli.platforms import kazoo, listen, uis
+from webhook_receiver.cli.support import mappings_or_exit, settings_or_exit
+from worker.core.settings import ConfigError
 
 
 @click.group()
@@ -50,8 +50,8 @@ def serve(port: int | None, host: str, concurrency: int) -> None:
     sign-in link (the dry-run page needs one).
     """
     from webhook_receiver.mapping import load_mappings
-    from worker.migrate import upgrade
-    from worker.redis_conn import start_embedded_redis
+    from worker.core.migrate import upgrade
+    from worker.core.redis_conn import start_embedded_redis
 
     settings = settings_or_exit()
     redis_pid = None
@@ -76,7 +76,7 @@ def serve(port: int | None, host: str, concurrency: int) -> None:
             "-m",
             "celery",
             "-A",
-            "worker.celery_worker",
+            "worker.tasks.celery_worker",
             "worker",
             "--beat",
             "--loglevel=INFO",
@@ -89,10 +89,10 @@ def serve(port: int | None, host: str, concurrency: int) -> None:
             "-m",
             "gunicorn",
             "-c",
-            "python:webhook_receiver.gunicorn_conf",
+            "python:webhook_receiver.web.gunicorn_conf",
             "--bind",
             f"{host}:{env['PORT']}",
-            "webhook_receiver:create_app()",
+            "webhook_receiver.web:create_app()",
         ],
     ]
     procs = [subprocess.Popen(cmd, env=env) for cmd in commands]
@@ -130,7 +130,7 @@ def serve(port: int | None, host: str, concurrency: int) -> None:
 
 
 def _operator_link(base: str, email: str = "operator@localhost") -> str:
-    from worker.agent_links import OPERATOR, create_link
+    from worker.core.agent_links import OPERATOR, create_link
 
     return f"{base}/admin/signin?t={create_link(email, OPERATOR)}"
 
@@ -168,7 +168,7 @@ def admin_link(email: str) -> None:
 @click.argument("email")
 def admin_revoke(email: str) -> None:
     """Revoke every sign-in link of the operator EMAIL (signed out at the next click)."""
-    from worker.agent_links import OPERATOR, revoke
+    from worker.core.agent_links import OPERATOR, revoke
 
     settings_or_exit()
     click.echo(f"revoked {revoke(email, OPERATOR)} sign-in link(s) of {email}")
@@ -183,7 +183,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration (the Procfile's release process)."""
-    from worker.migrate import upgrade
+    from worker.core.migrate import upgrade
 
     settings_or_exit()
     upgrade()
@@ -193,7 +193,7 @@ def db_upgrade() -> None:
 @db.command("check")
 def db_check() -> None:
     """Fail when the models have changes no migration holds."""
-    from worker.migrate import check
+    from worker.core.migrate import check
 
     settings_or_exit()
     check()
@@ -227,10 +227,10 @@ def mappings_check() -> None:
 def mappings_try(platform: str, payload_file: Path) -> None:
     """Show the canonical events PAYLOAD_FILE produces, and the HubSpot request (dry run).
 
-    The same as the console's mapping sandbox (webhook_receiver/sandbox.py): the file is
+    The same as the console's mapping sandbox (webhook_receiver/deliveries/sandbox.py): the file is
     read as a delivery of its format would be (JSON when it opens like JSON, else a form).
     """
-    from webhook_receiver.sandbox import guess_format, try_payload
+    from webhook_receiver.deliveries.sandbox import guess_format, try_payload
 
     settings = settings_or_exit()
     files = mappings_or_exit(settings)
@@ -293,7 +293,7 @@ def mappings_golden(update: bool, root: Path, platform: str | None) -> None:
 @click.option("--limit", type=int, default=20, show_default=True)
 def dry_run(call_id: int | None, limit: int) -> None:
     """Print the requests the dry-run CRM recorded instead of sending (newest first)."""
-    from webhook_receiver.dry_run_page import recent_requests
+    from webhook_receiver.web.dry_run_page import recent_requests
 
     settings_or_exit()
     for row in recent_requests(limit=limit, call_id=call_id):
@@ -313,8 +313,8 @@ def calls() -> None:
 @click.option("--status", default=None, help="waiting, pending, synced, dry_run or failed.")
 @click.option("--limit", type=int, default=50, show_default=True)
 def calls_list(status: str | None, limit: int) -> None:
-    from worker.db import get_engine
-    from worker.models import Call
+    from worker.core.db import get_engine
+    from worker.core.models import Call
 
     settings_or_exit()
     with Session(get_engine()) as session:
@@ -349,7 +349,7 @@ def calls_list(status: str | None, limit: int) -> None:
 @click.argument("call_id", type=int)
 def calls_replay(call_id: int) -> None:
     """Sync one call to the CRM again (after fixing what made it fail)."""
-    from worker.call_retry import retry_call
+    from worker.tasks.call_retry import retry_call
 
     settings_or_exit()
     try:
@@ -367,8 +367,8 @@ def events() -> None:
 @click.option("--status", default=None, help="pending, processed, ignored, unmapped or failed.")
 @click.option("--limit", type=int, default=50, show_default=True)
 def events_list(status: str | None, limit: int) -> None:
-    from worker.db import get_engine
-    from worker.models import WebhookEvent
+    from worker.core.db import get_engine
+    from worker.core.models import WebhookEvent
 
     settings_or_exit()
     with Session(get_engine()) as session:
@@ -386,7 +386,7 @@ def events_list(status: str | None, limit: int) -> None:
 @click.argument("event_id", type=int)
 def events_replay(event_id: int) -> None:
     """Map a stored event again with the current mapping file, then process it."""
-    from webhook_receiver.replay import replay_event
+    from webhook_receiver.deliveries.replay import replay_event
 
     settings_or_exit()
     try:
@@ -404,7 +404,7 @@ def agents() -> None:
 @click.argument("email")
 def agents_link(email: str) -> None:
     """Print a new personal link to EMAIL's agent page (send it to the agent)."""
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     settings = settings_or_exit()
     directory = mappings_or_exit(settings).agents
@@ -417,7 +417,7 @@ def agents_link(email: str) -> None:
 @click.argument("email")
 def agents_revoke(email: str) -> None:
     """Revoke every link of EMAIL (open pages stop at their next reconnect)."""
-    from worker.agent_links import revoke
+    from worker.core.agent_links import revoke
 
     settings_or_exit()
     click.echo(f"revoked {revoke(email)} link(s) of {email}")
@@ -432,7 +432,7 @@ cli.add_command(uis)
 
 
 def register_commands(group: click.Group) -> None:
-    """Hang the commands under ``flask --app webhook_receiver`` too."""
+    """Hang the commands under ``flask --app webhook_receiver.web`` too."""
     for command in cli.commands.values():
         if command.name != "serve":
             group.add_command(command)

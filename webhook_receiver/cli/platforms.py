@@ -4,7 +4,7 @@
 - ``callhook kazoo webhooks [--apply] [--format auto|json|form]``: the account's hooks.
 - ``callhook uis check-template FILE``: a UIS notification template, checked before pasting.
 
-The groups are registered in ``webhook_receiver/cli.py`` with ``cli.add_command``.
+The groups are registered in ``webhook_receiver/cli/main.py`` with ``cli.add_command``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TextIO
 
 import click
 
-from webhook_receiver.cli_support import mappings_or_exit, settings_or_exit
-from worker.log_format import configure_logging
+from webhook_receiver.cli.support import mappings_or_exit, settings_or_exit
+from worker.core.log_format import configure_logging
 
 
 # -- listen ------------------------------------------------------------------------------------
@@ -80,8 +80,8 @@ def kazoo_webhooks(apply: bool, fmt: str, include_subaccounts: bool) -> None:
     Without --apply nothing is changed: the plan is printed, or, when the KAZOO API is not
     configured, the curl commands that create the hooks by hand.
     """
-    from webhook_receiver.auth import configured_secrets
-    from worker.platforms.kazoo_webhooks import (
+    from webhook_receiver.deliveries.auth import configured_secrets
+    from worker.telephony.kazoo_webhooks import (
         KazooSetupError,
         KazooWebhooksApi,
         curl_commands,
@@ -156,7 +156,7 @@ def uis_check_template(file: TextIO) -> None:
     Fills the {{variables}} as UIS does, then reads the body as callhook would; exits 1
     and lists the problems when UIS's deliveries would be refused.
     """
-    from webhook_receiver.uis_templates import inspect_template
+    from webhook_receiver.cli.uis_templates import inspect_template
 
     settings = settings_or_exit()
     mapping = mappings_or_exit(settings).platforms.get("uis")

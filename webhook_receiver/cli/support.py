@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from worker.mapping_files import MappingFiles
-from worker.settings import ConfigError, Settings, get_settings
+from worker.core.mapping_files import MappingFiles
+from worker.core.settings import ConfigError, Settings, get_settings
 
 
 def settings_or_exit() -> Settings:

@@ -1,1 +1,3 @@
-"""A delivery's way in: header auth, mapping into canonical events, the durable store and the publish, replays and previews of stored or pasted bodies."""
+"""A delivery's way in: header auth, the durable store and the publish (`intake`), replays
+of stored deliveries and previews of pasted ones (the console's sandbox).
+"""

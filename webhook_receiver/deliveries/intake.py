@@ -28,12 +28,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
 from webhook_receiver.mapping.engine import payload_digest
-from webhook_receiver.payloads import BadPayload, UnsupportedFormat, check_bounds
-from worker.db import get_engine
-from worker.metrics import WEBHOOK_DELIVERIES
-from worker.models import EventStatus, WebhookEvent
-from worker.publish import enqueue_event_soon
-from worker.settings import get_settings
+from webhook_receiver.mapping.payloads import BadPayload, UnsupportedFormat, check_bounds
+from worker.core.db import get_engine
+from worker.core.metrics import WEBHOOK_DELIVERIES
+from worker.core.models import EventStatus, WebhookEvent
+from worker.core.settings import get_settings
+from worker.tasks.publish import enqueue_event_soon
 
 log = logging.getLogger("callhook.webhook")
 
@@ -234,7 +234,7 @@ def _ingest(
         body = {"status": "ignored", "id": event_id, "reason": result.ignored}
         return Intake(200, "webhook.ignored", body)
     # Acknowledged once stored: publishing the task is the publisher thread's job
-    # (worker/publish.py), and the outbox sweep's if that thread never gets to it.
+    # (worker/tasks/publish.py), and the outbox sweep's if that thread never gets to it.
     enqueue_event_soon(event_id)
     log.info("webhook.accepted platform=%s id=%s", platform, event_id)
     body = {"status": "accepted", "id": event_id, "events": len(result.events)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.core.events import CallEvent, Stage
+from worker.core.fold import apply_event
+from worker.core.mapping_files import MappingFiles
+from worker.core.models import Call
 from worker.crm.base import CallSnapshot
 from worker.crm.dry_run import RecordingTransport
 from worker.crm.hubspot import HubSpotCrm
-from worker.events import CallEvent, Stage
-from worker.fold import apply_event
-from worker.mapping_files import MappingFiles
-from worker.models import Call
 
 
 def preview_hubspot_request(

@@ -14,12 +14,12 @@ record its events twice), and a ``pending`` one is already queued.
 from __future__ import annotations
 
 from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-from webhook_receiver.payloads import BadPayload, read_delivery
-from worker.celery_app import configure
-from worker.db import session_scope
-from worker.models import EventStatus, WebhookEvent
-from worker.publish import enqueue_event
-from worker.settings import get_settings
+from webhook_receiver.mapping.payloads import BadPayload, read_delivery
+from worker.core.db import session_scope
+from worker.core.models import EventStatus, WebhookEvent
+from worker.core.settings import get_settings
+from worker.tasks.celery_app import configure
+from worker.tasks.publish import enqueue_event
 
 REPLAYABLE = (EventStatus.UNMAPPED, EventStatus.FAILED, EventStatus.IGNORED)
 # Rows callhook wrote itself (a call closed because its end never came): no body to map,

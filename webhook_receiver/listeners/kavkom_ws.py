@@ -52,13 +52,13 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from webhook_receiver.payloads import BadPayload, loads
-from worker.backoff import exponential_delay
-from worker.platforms.base import TransportFailure, send
+from webhook_receiver.mapping.payloads import BadPayload, loads
+from worker.core.backoff import exponential_delay
+from worker.telephony.base import TransportFailure, send
 
 if TYPE_CHECKING:
     from webhook_receiver.mapping import PlatformMapping
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
 log = logging.getLogger("callhook.listener.kavkom")
 # The websockets library logs the handshake (with the URL) at DEBUG on this logger.
@@ -135,7 +135,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Attempt 1, 2, 3... waits about initial, twice that, four times... up to the cap
-        (`worker.backoff.exponential_delay`: a fleet that lost Kavkom together does not
+        (`worker.core.backoff.exponential_delay`: a fleet that lost Kavkom together does not
         come back in lockstep)."""
         return exponential_delay(attempt - 1, initial_s=self.initial_s, cap_s=self.cap_s)
 
@@ -762,7 +762,7 @@ class KavkomListener:
     async def _store_messages(self) -> None:
         """Hand messages to `ingest` one at a time, in the order they arrived."""
         assert self._queue is not None
-        from webhook_receiver.intake import ingest
+        from webhook_receiver.deliveries.intake import ingest
 
         while True:
             ext, payload, raw = await self._queue.get()
@@ -842,7 +842,7 @@ def listener_from_settings(settings: Settings, **options: Any) -> KavkomListener
 
 def run(settings: Settings, **options: Any) -> None:
     """The ``listener`` process: listen until SIGTERM (Heroku's stop), then exit cleanly."""
-    from worker.celery_app import configure as configure_celery
+    from worker.tasks.celery_app import configure as configure_celery
 
     listener = listener_from_settings(settings, **options)
     configure_celery()

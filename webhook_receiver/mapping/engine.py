@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from webhook_receiver.mapping import expressions
 from webhook_receiver.mapping.expressions import ExpressionError
+from webhook_receiver.mapping.payloads import quote
 from webhook_receiver.mapping.schema import EXPR, EventRule, FieldSpec, PlatformMapping
 from webhook_receiver.mapping.transforms import convert
-from webhook_receiver.payloads import quote
-from worker.events import CallEvent
+from worker.core.events import CallEvent
 
 _MISSING = object()
 # Fields that may read a list (the legs a leg names; a dedupe key is hashed as text): every

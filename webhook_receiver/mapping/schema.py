@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from webhook_receiver.mapping import expressions
-from worker.events import Stage
+from worker.core.events import Stage
 
 TRANSFORMS = (
     "str",

@@ -14,10 +14,10 @@ import math
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from webhook_receiver.payloads import BadPayload, loads, quote
-from worker import numbers
+from webhook_receiver.mapping.payloads import BadPayload, loads, quote
+from worker.core import numbers
 
-# Numbers are read one way everywhere (worker/numbers.py): "no number" spellings,
+# Numbers are read one way everywhere (worker/core/numbers.py): "no number" spellings,
 # E.164 for valid and possible-but-newer numbers, None for extensions.
 ANONYMOUS = numbers.ANONYMOUS
 to_e164 = numbers.to_e164

@@ -1,7 +1,7 @@
 """The agent page: ``/agent`` shows the caller's card while the phone rings.
 
 The page keeps a Server-Sent Events stream (``/agent/stream``) open on the agent's
-Redis stream (see ``worker.pops``). Every web process can serve any agent: the
+Redis stream (see ``worker.tasks.pops``). Every web process can serve any agent: the
 stream id is the SSE event id, so the page's reconnect resumes with ``Last-Event-ID``
 wherever it lands. A comment line every ``HEARTBEAT_S`` keeps the connection alive
 through routers that cut idle ones (Heroku: 55 s).
@@ -15,7 +15,7 @@ browser's storage, and sends it as a header on its own requests. The stream is r
 still read by the endpoints, for the first page load and for pages opened before this
 change, but the pages never put it in a URL.
 
-Links expire (``worker.agent_links``). An open page asks ``POST /agent/token`` at load and
+Links expire (``worker.core.agent_links``). An open page asks ``POST /agent/token`` at load and
 then at least daily; past half its lifetime the token is swapped for a fresh one, so a
 page in daily use never meets its expiry.
 
@@ -31,7 +31,7 @@ write (a heartbeat at most), hence the Retry-After of a heartbeat and a bit.
 Beside the live cards, the page lists the agent's calls of the day and the missed calls
 to call back (``GET /agent/calls``), and takes the agent's outcome and note after a call
 (``POST /agent/calls/<id>/wrap-up``), which the worker writes to the call's CRM record:
-`worker.agent_calls` holds the rules, read from callhook's own tables.
+`worker.reports.agent_calls` holds the rules, read from callhook's own tables.
 
 On shutdown (`SHUTTING_DOWN`, set from gunicorn_conf.py), open streams end within
 READ_BLOCK_S: the XREAD blocks that long at a time, and heartbeats still go every
@@ -70,21 +70,21 @@ from flask import (
 )
 from sqlmodel import Session
 
-from worker import agent_calls
-from worker.agent_links import holder, refusal, renew, renewable_in
-from worker.agents import Agent
+from worker.core.agent_links import holder, refusal, renew, renewable_in
+from worker.core.agents import Agent
+from worker.core.db import get_engine
+from worker.core.models import Call, utcnow
+from worker.core.numbers import valid_e164
+from worker.core.redis_conn import connect, redis_url
+from worker.core.settings import get_settings
 from worker.crm.base import CrmError
 from worker.crm.contacts import ensure_contact
 from worker.crm.factory import crm_for_lookups
-from worker.db import get_engine
-from worker.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefused, dial, display
-from worker.models import Call, utcnow
-from worker.numbers import valid_e164
-from worker.platforms.base import ClickToCallError
-from worker.pops import push_wrap_up, record_url, stream_key
-from worker.publish import enqueue_log_call
-from worker.redis_conn import connect, redis_url
-from worker.settings import get_settings
+from worker.reports import agent_calls
+from worker.tasks.pops import push_wrap_up, record_url, stream_key
+from worker.tasks.publish import enqueue_log_call
+from worker.telephony.base import ClickToCallError
+from worker.telephony.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefused, dial, display
 
 bp = Blueprint("agent", __name__)
 log = logging.getLogger("callhook.agent")
@@ -438,7 +438,7 @@ def create_contact():  # type: ignore[no-untyped-def]
 def place_call():  # type: ignore[no-untyped-def]
     """Click-to-call: ring the agent's phone, then the number (through their platform).
 
-    The number policy, the agent's rate limit and the dial record are `worker.dialing`'s.
+    The number policy, the agent's rate limit and the dial record are `worker.telephony.dialing`'s.
     """
     agent, _ = current_agent()
     requested = _field("to")

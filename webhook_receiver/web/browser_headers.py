@@ -22,7 +22,7 @@ import secrets
 
 from flask import Flask, Response, g, request
 
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 # HubSpot frames a calling extension in its app (app.hubspot.com, app-eu1.hubspot.com, …):
 # https://developers.hubspot.com/docs/api/crm/extensions/calling-sdk. The origins are

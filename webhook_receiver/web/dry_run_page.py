@@ -11,10 +11,10 @@ import json
 from flask import Blueprint, abort, render_template, request
 from sqlmodel import Session, select
 
-from webhook_receiver.operator_auth import operator_required
-from worker.db import get_engine
-from worker.models import DryRunRequest
-from worker.settings import get_settings
+from webhook_receiver.web.operator_auth import operator_required
+from worker.core.db import get_engine
+from worker.core.models import DryRunRequest
+from worker.core.settings import get_settings
 
 bp = Blueprint("dry_run", __name__)
 

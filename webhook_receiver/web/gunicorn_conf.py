@@ -1,4 +1,4 @@
-"""gunicorn settings (``gunicorn -c python:webhook_receiver.gunicorn_conf``).
+"""gunicorn settings (``gunicorn -c python:webhook_receiver.web.gunicorn_conf``).
 
 Heroku-style: bind ``$PORT``, log to stdout, finish requests within the
 platform's 30 s shutdown window.
@@ -10,11 +10,11 @@ import signal
 
 from gunicorn.glogging import Logger
 
-from worker.log_format import configured_format, formatter_for
+from worker.core.log_format import configured_format, formatter_for
 
 
 class OneLineLogger(Logger):
-    """gunicorn's logger with callhook's escaping formatter (worker/log_format.py).
+    """gunicorn's logger with callhook's escaping formatter (worker/core/log_format.py).
 
     The access log prints the request path decoded: a ``%0A`` in a URL would otherwise
     start a forged line in the logs. With ``LOG_FORMAT=json`` both logs are written as
@@ -39,7 +39,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     signal now first sets `agent_page.SHUTTING_DOWN`, which ends the streams within a
     second, then does what gunicorn does (a graceful stop still finishes other requests).
     """
-    from webhook_receiver import agent_page
+    from webhook_receiver.web import agent_page
 
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         previous = signal.getsignal(number)

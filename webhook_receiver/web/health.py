@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from worker.db import get_engine
-from worker.redis_conn import connect
+from worker.core.db import get_engine
+from worker.core.redis_conn import connect
 
 bp = Blueprint("health", __name__)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template
 
-from webhook_receiver.agent_page import current_agent
+from webhook_receiver.web.agent_page import current_agent
 
 bp = Blueprint("hubspot_widget", __name__)
 

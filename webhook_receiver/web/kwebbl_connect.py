@@ -6,7 +6,7 @@ nonce in a cookie and sends the browser to Kwebbl's ``/authorize`` with the sign
 ``state``. Kwebbl sends the browser back to ``/connect/kwebbl/callback`` with a ``code``;
 callhook accepts it only with a state it signed less than 10 minutes ago for the nonce of
 this very browser (a forged or replayed callback cannot attach someone else's Kwebbl
-account), trades the code for tokens and stores them encrypted (``worker.platforms
+account), trades the code for tokens and stores them encrypted (``worker.telephony
 .kwebbl_oauth``).
 
 The pages are HTML for a person; refusals say what happened and what to do next. Nothing
@@ -19,10 +19,10 @@ import logging
 
 from flask import Blueprint, Response, redirect, render_template, request
 
-from worker.platforms import kwebbl_oauth
-from worker.platforms.kwebbl_oauth import KwebblAuthError
-from worker.redaction import short_text
-from worker.settings import get_settings
+from worker.core.redaction import short_text
+from worker.core.settings import get_settings
+from worker.telephony import kwebbl_oauth
+from worker.telephony.kwebbl_oauth import KwebblAuthError
 
 bp = Blueprint("kwebbl_connect", __name__)
 log = logging.getLogger("callhook.kwebbl")

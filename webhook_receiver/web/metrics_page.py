@@ -1,6 +1,6 @@
 """``GET /metrics``: Prometheus's text format, for a scraper or a signed-in operator.
 
-The numbers are counted by every process into Redis (worker/metrics.py explains why);
+The numbers are counted by every process into Redis (worker/core/metrics.py explains why);
 any web process answers for all of them. They say how busy callhook is and with which
 platforms, not who called whom, but they are still the operator's: a scraper presents
 ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time), a person signs in
@@ -14,10 +14,10 @@ import hmac
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from webhook_receiver.operator_auth import SIGN_IN_HINT, signed_in_operator
-from worker.metrics import RedisCollector
-from worker.metrics import flush as flush_metrics
-from worker.settings import get_settings
+from webhook_receiver.web.operator_auth import SIGN_IN_HINT, signed_in_operator
+from worker.core.metrics import RedisCollector
+from worker.core.metrics import flush as flush_metrics
+from worker.core.settings import get_settings
 
 bp = Blueprint("metrics", __name__)
 

@@ -1,6 +1,6 @@
 """Operator sign-in: every page that shows call data to an operator sits behind it.
 
-The mechanism is the agents' (worker/agent_links.py): ``callhook admin link EMAIL`` prints a
+The mechanism is the agents' (worker/core/agent_links.py): ``callhook admin link EMAIL`` prints a
 signed, expiring (``OPERATOR_LINK_TTL_HOURS``), revocable link. Opening it turns the link
 into an HttpOnly, SameSite=Lax cookie and redirects to a URL without the token, so the
 token leaves the address bar, the history and any Referer at once. Each request checks
@@ -31,8 +31,8 @@ from flask import (
     request,
 )
 
-from worker.agent_links import OPERATOR, LinkHolder, holder
-from worker.models import utcnow
+from worker.core.agent_links import OPERATOR, LinkHolder, holder
+from worker.core.models import utcnow
 
 bp = Blueprint("operator", __name__)
 log = logging.getLogger("callhook.operator")
@@ -132,8 +132,8 @@ def _overview_counts() -> dict[str, int]:
     from sqlalchemy import func
     from sqlmodel import Session, select
 
-    from worker.db import get_engine
-    from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
+    from worker.core.db import get_engine
+    from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent
 
     midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
     top = Call.merged_into.is_(None)  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """``POST /webhooks/<platform>``: the fixed path every delivery takes.
 
-size (413, webhook_receiver.body_limit) → known platform (404) → authentication (401)
+size (413, webhook_receiver.web.body_limit) → known platform (404) → authentication (401)
 → format (415, kept) → parse (400, kept) → map (kept as unmapped: 200 or 422, as the
 mapping's ``on_unmapped`` says) → store (duplicate → 200) → enqueue → 200.
 
@@ -20,10 +20,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webhook_receiver import auth
-from webhook_receiver.intake import ingest, keep_unreadable
+from webhook_receiver.deliveries import auth
+from webhook_receiver.deliveries.intake import ingest, keep_unreadable
 from webhook_receiver.mapping import PlatformMapping
-from webhook_receiver.payloads import (
+from webhook_receiver.mapping.payloads import (
     BadPayload,
     encode_query,
     payload_format,
@@ -31,7 +31,7 @@ from webhook_receiver.payloads import (
     read_payload,
     without_param,
 )
-from worker.metrics import WEBHOOK_DELIVERIES
+from worker.core.metrics import WEBHOOK_DELIVERIES
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("callhook.webhook")

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import select
 
-from worker.db import session_scope
-from worker.models import AgentLink, utcnow
-from worker.settings import get_settings
+from worker.core.db import session_scope
+from worker.core.models import AgentLink, utcnow
+from worker.core.settings import get_settings
 
 SALT = "callhook-agent-link"
 AGENT = "agent"

@@ -1,6 +1,7 @@
 """How long to wait before trying again: one exponential backoff with jitter for all.
 
-The CRM sync's Celery retries (``worker/tasks.py``) and the Kavkom listener's reconnects
+The CRM sync's Celery retries (``worker/tasks/celery_tasks.py``) and the Kavkom listener's
+reconnects
 (``webhook_receiver/listeners/kavkom_ws.py``) used to compute it each their own way; the
 rule is the same, so it is written once.
 """

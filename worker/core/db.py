@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 _engine: Engine | None = None
 

@@ -1,6 +1,6 @@
 """The words DIAL_ALLOWED_TYPES and DIAL_ALLOWED_COUNTRIES may hold, and their checks.
 
-Apart from ``worker/dialing.py`` (which applies the policy) because the settings
+Apart from ``worker/telephony/dialing.py`` (which applies the policy) because the settings
 validate these two variables at start-up: the settings importing the dialing module,
 which imports the platform clients, which import the settings, was a cycle.
 """

@@ -16,7 +16,7 @@ HubSpot token, SECRET_KEY, platform tokens, agents' personal links) and customer
   message quoting a URL, a breadcrumb, a tag. Values come from the settings' secrets,
   the environment's ``*_SECRET``/``*_TOKEN``/``*_KEY``/``*_PASSWORD`` variables (every
   shipped mapping's webhook secret is one), the environment variables the mappings name,
-  and the passwords in ``DATABASE_URL`` and ``REDIS_URL`` (`worker.redaction.secret_values`,
+  and the passwords in ``DATABASE_URL`` and ``REDIS_URL`` (`worker.core.redaction.secret_values`,
   shared with the console's pages).
 - On SDKs without ``data_collection``, Sentry's own `EventScrubber`, recursive, with
   callhook's header names added, runs first, as a second net keyed on names.
@@ -31,8 +31,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from worker.redaction import secret_values, values_pattern
-from worker.settings import Settings
+from worker.core.redaction import secret_values, values_pattern
+from worker.core.settings import Settings
 
 log = logging.getLogger("callhook.errors")
 

@@ -55,7 +55,7 @@ class Outcome(StrEnum):
 
 # Bounds on what an event may carry, checked when a mapping builds it (a value past one
 # is refused with the reason, and the delivery kept as `unmapped`) and again when the worker
-# reads it back. Text bounds are those of the `calls` columns the fold writes (worker.models):
+# reads it back. Text bounds are those of the `calls` columns the fold writes (worker.core.models):
 # past them PostgreSQL refuses the row, and the event could never be folded.
 MAX_ID_CHARS = 200  # calls.platform_call_id
 MAX_TEXT_CHARS = 200  # calls.agent, company_number, external_number_raw, hangup_cause
@@ -91,7 +91,7 @@ class CallEvent(BaseModel):
     platform: str = Field(min_length=1, max_length=64)
     call_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     stage: Stage
-    # Set on a leg of a larger call: the event folds into that call (see worker.fold).
+    # Set on a leg of a larger call: the event folds into that call (see worker.core.fold).
     parent_call_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     linked_call_ids: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] = Field(
         default_factory=list, max_length=MAX_LINKED_LEGS

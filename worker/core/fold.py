@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from worker.events import FINAL_RANK, STAGE_RANK, CallEvent, Outcome, Stage
-from worker.models import Call, CallEventRecord, CrmStatus, utcnow
+from worker.core.events import FINAL_RANK, STAGE_RANK, CallEvent, Outcome, Stage
+from worker.core.models import Call, CallEventRecord, CrmStatus, utcnow
 
 # Fields taken from the strongest event that carries them.
 RANKED_FIELDS = (
@@ -137,6 +137,20 @@ def state_hash(call: Call) -> str:
         for name in (*RANKED_FIELDS, "stage", "started_at", "answered_at", "ended_at", "variables")
     }
     text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sync_hash(call: Call) -> str:
+    """What the CRM record is derived from: the folded state and the agent's wrap-up.
+
+    A call without a wrap-up keeps the plain state hash, so records synced before wrap-ups
+    existed are not all sent again.
+    """
+    digest = state_hash(call)
+    wrap_up = (call.agent_outcome, call.agent_note, call.agent_wrapped_by)
+    if not any(wrap_up):
+        return digest
+    text = json.dumps([digest, *wrap_up])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -133,7 +133,7 @@ class JsonFormatter(logging.Formatter):
 def configured_format() -> str:
     """``LOG_FORMAT`` from the settings; "text" while the settings cannot be read (the
     configuration error is reported by whoever reads them next, in either format)."""
-    from worker.settings import ConfigError, get_settings
+    from worker.core.settings import ConfigError, get_settings
 
     try:
         return get_settings().log_format

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.agents import AgentDirectory
+from worker.core.agents import AgentDirectory
+from worker.core.settings import get_settings
+from worker.core.yaml_files import MappingFileError, read_yaml, validate
 from worker.crm.hubspot_config import HubSpotMapping
-from worker.settings import get_settings
-from worker.yaml_files import MappingFileError, read_yaml, validate
 
 KINDS = ("platform", "crm", "agents")
 

@@ -52,13 +52,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from worker.redis_conn import redis_url
-from worker.settings import get_settings
+from worker.core.redis_conn import redis_url
+from worker.core.settings import get_settings
 
 log = logging.getLogger("callhook.metrics")
 
 KEY_PREFIX = "callhook:metrics:"
-# The Celery queues (worker/celery_app.py); their depth is read at scrape time.
+# The Celery queues (worker/tasks/celery_app.py); their depth is read at scrape time.
 QUEUES = ("callhook", "pops", "crm")
 # Kombu's Redis transport keeps a message sent with a priority in `<queue>\x06\x16<step>`.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")

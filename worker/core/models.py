@@ -114,7 +114,7 @@ class Call(SQLModel, table=True):
     external_number_raw: str | None = Field(default=None, max_length=200)
     company_number: str | None = Field(default=None, max_length=200)
     agent: str | None = Field(default=None, max_length=200)
-    # Indexed: the agent page lists a day's calls by time (`worker/agent_calls.py`).
+    # Indexed: the agent page lists a day's calls by time (`worker/reports/agent_calls.py`).
     started_at: datetime | None = _ts(index=True)
     answered_at: datetime | None = _ts()
     ended_at: datetime | None = _ts(index=True)
@@ -156,7 +156,7 @@ class Call(SQLModel, table=True):
 
     # The agent's wrap-up after the call (the agent page): an outcome among
     # mappings/hubspot.yaml's `call.agent_outcomes` (a HubSpot call outcome id) and a note.
-    # Part of what the CRM record is made of (`call_logging.sync_hash`): saved before the
+    # Part of what the CRM record is made of (`fold.sync_hash`): saved before the
     # call is logged it goes into the create, after it one update of the same record.
     agent_outcome: str | None = Field(default=None, max_length=64)
     agent_note: str | None = Field(default=None, sa_column=Column(sa.Text()))

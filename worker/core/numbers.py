@@ -58,7 +58,8 @@ def to_e164(raw: object, region: str) -> str | None:
     A number valid per ``phonenumbers``' metadata wins; failing that, one of a possible
     length for its country (``IS_POSSIBLE``, never "local only") is kept as well: ranges
     newer than the metadata (``+44 7700 900123``) are real callers whose contacts hold
-    exactly those digits. Click-to-call still dials only valid numbers (worker/dialing.py).
+    exactly those digits. Click-to-call still dials only valid numbers
+    (worker/telephony/dialing.py).
     """
     text = str(raw).strip()
     if text.lower() in ANONYMOUS:

@@ -1,9 +1,10 @@
 """Hiding credentials in text before anyone sees it: one home for what every page shares.
 
 Four places show or send text a platform or a library produced: the call story page
-(``worker/call_story.py``), the problems page (``webhook_receiver/console/problems.py``),
-the click-to-call clients' error messages (``worker/platforms/*``) and Sentry reports
-(``worker/error_reporting.py``). They used to carry their own copies of the same three
+(``worker/reports/call_story.py``), the problems page
+(``webhook_receiver/web/console/problems.py``),
+the click-to-call clients' error messages (``worker/telephony/*``) and Sentry reports
+(``worker/core/error_reporting.py``). They used to carry their own copies of the same three
 ideas, and the copies drifted (one masked ``hmac`` keys, another did not). Here they are
 once:
 
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 # Shorter values would be found inside ordinary text ("1234") and shred what is shown; no
 # real secret is this short (SECRET_KEY and METRICS_TOKEN need 32 bytes).

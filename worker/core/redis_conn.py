@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 
-from worker.settings import ConfigError, get_settings
+from worker.core.settings import ConfigError, get_settings
 
 SOCKET_NAME = "redis.sock"
 

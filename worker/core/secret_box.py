@@ -12,7 +12,7 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 
 class UnreadableSecret(Exception):

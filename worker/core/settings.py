@@ -89,10 +89,10 @@ class Settings(BaseSettings):
     web_threads: int = 32
     webhook_threads: int = 8
     # Log lines: "text" (the greppable key=value lines) or "json" (one JSON object per
-    # line, for log platforms that index fields; worker/log_format.py).
+    # line, for log platforms that index fields; worker/core/log_format.py).
     log_format: Literal["text", "json"] = "text"
     # Error reports to Sentry, off when unset; events are scrubbed of bodies, credentials
-    # and every configured secret before they leave (worker/error_reporting.py).
+    # and every configured secret before they leave (worker/core/error_reporting.py).
     sentry_dsn: SecretStr | None = None
     # Lets a Prometheus scraper read /metrics with `Authorization: Bearer <token>` (an
     # operator's sign-in works too). 32+ bytes, like SECRET_KEY; unset: operators only.
@@ -135,14 +135,14 @@ class Settings(BaseSettings):
     @classmethod
     def _dialable_types(cls, value: str) -> str:
         # Imported here: settings import nothing of callhook's at start-up.
-        from worker.dial_rules import normalise_allowed_types
+        from worker.core.dial_rules import normalise_allowed_types
 
         return normalise_allowed_types(value)
 
     @field_validator("dial_allowed_countries")
     @classmethod
     def _dialable_countries(cls, value: str) -> str:
-        from worker.dial_rules import normalise_allowed_countries
+        from worker.core.dial_rules import normalise_allowed_countries
 
         return normalise_allowed_countries(value)
 

@@ -6,7 +6,7 @@ holds one window's slot while it waits for another's). Redis's own clock is the 
 so processes on several machines agree. Unlike a fixed window (INCR + EXPIRE per clock
 minute), it never lets twice the limit through across a window's boundary, and it says
 exactly when the oldest entry leaves (the wait). Used by the HubSpot request budget
-(worker/crm/rate_limit.py) and the click-to-call limits (worker/dialing.py).
+(worker/crm/rate_limit.py) and the click-to-call limits (worker/telephony/dialing.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from worker.settings import ConfigError
+from worker.core.settings import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

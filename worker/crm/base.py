@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from worker.models import Call
+from worker.core.models import Call
 
 
 class CrmError(Exception):

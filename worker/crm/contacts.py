@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import redis
 
+from worker.core.numbers import display
 from worker.crm.base import Contact
-from worker.numbers import display
 
 
 class ContactCrm(Protocol):

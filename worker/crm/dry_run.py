@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.db import session_scope
-from worker.models import DryRunRequest
+from worker.core.db import session_scope
+from worker.core.models import DryRunRequest
 
 
 class RecordingTransport:

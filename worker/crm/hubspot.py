@@ -22,7 +22,11 @@ from markupsafe import Markup, escape
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
-from worker.agents import AgentDirectory
+from worker.core.agents import AgentDirectory
+from worker.core.events import Direction
+from worker.core.metrics import HUBSPOT_REQUESTS
+from worker.core.numbers import contact_e164s, display, national_number
+from worker.core.retry_after import retry_after_seconds
 from worker.crm import request_journal
 from worker.crm.base import (
     CallSnapshot,
@@ -35,10 +39,6 @@ from worker.crm.base import (
 from worker.crm.contacts import ensure_contact
 from worker.crm.hubspot_config import HTML_TEMPLATES, TEMPLATES, HubSpotMapping
 from worker.crm.rate_limit import RateLimiter
-from worker.events import Direction
-from worker.metrics import HUBSPOT_REQUESTS
-from worker.numbers import contact_e164s, display, national_number
-from worker.retry_after import retry_after_seconds
 
 log = logging.getLogger("callhook.crm")
 

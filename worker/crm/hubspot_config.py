@@ -13,7 +13,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from worker.events import Outcome
+from worker.core.events import Outcome
 
 # HubSpot's enumeration for hs_call_status.
 CALL_STATUSES = {

@@ -3,7 +3,7 @@
 HubSpot counts a private app's requests per rolling 10 s (100 by default, more on
 higher tiers) and its search endpoints per second (5). Retrying after a 429 works,
 but each 429 is a wasted request and a delayed call; so every request first takes
-a slot here (worker/sliding_window.py: sorted sets of request times, one atomic Lua
+a slot here (worker/core/sliding_window.py: sorted sets of request times, one atomic Lua
 script, Redis's own clock so workers on several machines agree).
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.settings import Settings
-from worker.sliding_window import Window, take
+from worker.core.settings import Settings
+from worker.core.sliding_window import Window, take
 
 log = logging.getLogger("callhook.crm")
 

@@ -27,13 +27,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from worker.agents import Agent, AgentDirectory
-from worker.call_logging import sync_hash
-from worker.db import session_scope
-from worker.events import Direction, Outcome
-from worker.models import Call, CallPop, CrmStatus, utcnow
-from worker.numbers import display
-from worker.pops import wrap_up_of
+from worker.core.agents import Agent, AgentDirectory
+from worker.core.db import session_scope
+from worker.core.events import Direction, Outcome
+from worker.core.fold import sync_hash
+from worker.core.models import Call, CallPop, CrmStatus, utcnow
+from worker.core.numbers import display
+from worker.tasks.pops import wrap_up_of
 
 MAX_CALLS = 200  # a day's list; past that, the newest ones and `truncated`
 MAX_NOTE_CHARS = 5000

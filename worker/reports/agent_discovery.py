@@ -1,7 +1,7 @@
 """Finding agents: platform users matched to HubSpot owners, proposed as agents.yaml entries.
 
 An admin setting callhook up knows the people but not their ids on each platform; the
-platforms know the ids (``worker.platforms.directory``) and HubSpot knows the owners. This
+platforms know the ids (``worker.telephony.directory``) and HubSpot knows the owners. This
 module puts them side by side: a platform user is matched to the HubSpot owner with the same
 email, else to the one owner with the same name (accents, case and word order ignored).
 Users already in agents.yaml are shown as such; the others, grouped by owner, become new
@@ -32,15 +32,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from worker.agents import AgentDirectory
-from worker.platforms.base import Timeouts
-from worker.platforms.directory import (
+from worker.core.agents import AgentDirectory
+from worker.core.settings import Settings
+from worker.telephony.base import Timeouts
+from worker.telephony.directory import (
     DIRECTORY_TIMEOUTS,
     PlatformListing,
     list_platform_users,
 )
-from worker.platforms.users import PlatformUser
-from worker.settings import Settings
+from worker.telephony.users import PlatformUser
 
 OWNERS_CACHE_S = 300.0
 # A failed listing is remembered briefly too: a page reloaded in a loop must not hammer HubSpot.

@@ -2,7 +2,7 @@
 
 Everything here reads callhook's own tables (no HubSpot request on a page load), bounded
 by limits, so the console stays fast and works in a dry run. The web layer
-(``webhook_receiver/console/calls.py``) parses nothing itself and formats little: it
+(``webhook_receiver/web/console/calls.py``) parses nothing itself and formats little: it
 hands the query parameters to `parse_filters`, and renders `list_calls` / `call_story`.
 
 Statuses as the operator reads them (`STATUSES`), from ``calls.crm_status``:
@@ -12,7 +12,7 @@ Statuses as the operator reads them (`STATUSES`), from ``calls.crm_status``:
   that is due (``pending``);
 - ``failed``: a permanent HubSpot error or retries exhausted (``crm_error`` says which);
 - ``dry_run``: recorded on the dry-run page, not sent;
-- ``not_logged``: callhook has no policy that *skips* a call (``worker/call_logging.py``
+- ``not_logged``: callhook has no policy that *skips* a call (``worker/tasks/call_logging.py``
   writes every ended call; ``worker/crm/hubspot.py`` only chooses the contact). What a
   policy decides is the contact: an unknown caller under ``unknown_caller: no_contact``,
   one of the company's own numbers, an internal call, are written *without a contact*,
@@ -35,9 +35,9 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from worker.db import get_engine
-from worker.events import Direction
-from worker.models import (
+from worker.core.db import get_engine
+from worker.core.events import Direction
+from worker.core.models import (
     Call,
     CallEventRecord,
     CallPop,
@@ -47,9 +47,9 @@ from worker.models import (
     DryRunRequest,
     WebhookEvent,
 )
-from worker.numbers import display, valid_e164
-from worker.redaction import Redactor, secret_values
-from worker.settings import get_settings
+from worker.core.numbers import display, valid_e164
+from worker.core.redaction import Redactor, secret_values
+from worker.core.settings import get_settings
 
 PAGE_SIZE = 50
 # A story's bounds: a call has a handful of each; a runaway one must not take the page down.
@@ -254,10 +254,10 @@ class HubSpotLinks:
 
     @classmethod
     def current(cls) -> HubSpotLinks:
+        from worker.core.redis_conn import connect
         from worker.crm.base import CrmError
         from worker.crm.factory import crm_for_lookups
-        from worker.pops import hubspot_portal
-        from worker.redis_conn import connect
+        from worker.tasks.pops import hubspot_portal
 
         settings = get_settings()
         if settings.hubspot_portal_id:
@@ -271,7 +271,7 @@ class HubSpotLinks:
         return cls(host, portal or None)
 
     def url(self, record_id: str | None, object_type: str) -> str | None:
-        from worker.pops import record_link
+        from worker.tasks.pops import record_link
 
         return record_link(self.host, self.portal or "", object_type, record_id)
 

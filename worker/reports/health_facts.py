@@ -43,11 +43,11 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from worker.core.db import get_engine
+from worker.core.metrics import _PRIORITY_SUFFIXES, HUBSPOT_REQUESTS, QUEUES
+from worker.core.models import CrmSyncAttempt, EventStatus, WebhookEvent, utcnow
+from worker.core.settings import get_settings
 from worker.crm.rate_limit import hubspot_budgets, window_key
-from worker.db import get_engine
-from worker.metrics import _PRIORITY_SUFFIXES, HUBSPOT_REQUESTS, QUEUES
-from worker.models import CrmSyncAttempt, EventStatus, WebhookEvent, utcnow
-from worker.settings import get_settings
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ SILENT_AFTER = timedelta(minutes=60)
 ACTIVE_WITHIN = timedelta(days=7)
 BUSINESS_START = clock(8, 0)
 BUSINESS_END = clock(19, 0)
-# worker/settings.py has no business time zone (DEFAULT_REGION is a phone region): UTC.
+# worker/core/settings.py has no business time zone (DEFAULT_REGION is a phone region): UTC.
 BUSINESS_TIMEZONE = "UTC"
 REASON_CHARS = 200
 
@@ -197,7 +197,7 @@ def _syncs_429_since(since: datetime) -> int:
 
 
 def _redis() -> redis.Redis:
-    from worker.redis_conn import redis_url
+    from worker.core.redis_conn import redis_url
 
     return redis.Redis.from_url(
         redis_url(), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
@@ -242,7 +242,7 @@ def _answers() -> HubSpotAnswers:
 def _workers() -> list[str]:
     """Names of the Celery workers that answer a ping; Redis is asked first, briefly."""
     _redis().ping()
-    from worker.celery_app import configure
+    from worker.tasks.celery_app import configure
 
     replies = configure().control.ping(timeout=PING_TIMEOUT_S) or []
     return sorted(name for reply in replies for name in reply)
@@ -253,8 +253,8 @@ def _workers() -> list[str]:
 
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason: the type and the message's first line."""
-    from worker.error_reporting import FILTERED
-    from worker.redaction import Redactor, secret_values
+    from worker.core.error_reporting import FILTERED
+    from worker.core.redaction import Redactor, secret_values
 
     text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     text = Redactor(secret_values(get_settings()), FILTERED).text(text)

@@ -1,1 +1,3 @@
-"""The Celery side: the app, its tasks (published by name, see publish), and the work they do: the pipeline from a stored delivery to a folded call, CRM logging, screen-pops."""
+"""The Celery side: the app, its tasks (published by name: `publish`), and the work they
+do: from a stored delivery to a folded call (`pipeline`), CRM logging, screen-pops.
+"""

@@ -14,35 +14,19 @@ during) the first sync goes into the create (or the retry `_finish` asks for).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from worker.core.db import session_scope
+from worker.core.fold import sync_hash
+from worker.core.metrics import CRM_SYNC_LATENCY
+from worker.core.models import Call, CrmStatus, CrmSyncAttempt, utcnow
 from worker.crm import request_journal
 from worker.crm.base import CallSnapshot, CrmAdapter, PermanentCrmError, TransientCrmError
-from worker.db import session_scope
-from worker.fold import state_hash
-from worker.metrics import CRM_SYNC_LATENCY
-from worker.models import Call, CrmStatus, CrmSyncAttempt, utcnow
 
 LEASE = timedelta(minutes=2)
-
-
-def sync_hash(call: Call) -> str:
-    """What the CRM record is derived from: the folded state and the agent's wrap-up.
-
-    A call without a wrap-up keeps the plain state hash, so records synced before wrap-ups
-    existed are not all sent again.
-    """
-    digest = state_hash(call)
-    wrap_up = (call.agent_outcome, call.agent_note, call.agent_wrapped_by)
-    if not any(wrap_up):
-        return digest
-    text = json.dumps([digest, *wrap_up])
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass

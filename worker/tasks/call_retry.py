@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from worker.db import session_scope
-from worker.models import Call, CrmStatus
+from worker.core.db import session_scope
+from worker.core.models import Call, CrmStatus
 
 log = logging.getLogger("callhook.crm")
 
@@ -47,12 +47,12 @@ def _enqueue(call_id: int) -> bool:
     ``retry=False``, as for webhooks: a dead broker must fail the publish at once, not hold
     an operator's page (or a CLI) for the broker's retry policy.
     """
-    from worker.celery_app import configure
-    from worker.tasks import log_call
+    from worker.tasks.celery_app import configure
+    from worker.tasks.publish import enqueue_log_call
 
     configure()
     try:
-        log_call.apply_async((call_id,), retry=False)
+        enqueue_log_call(call_id)
     except Exception as exc:  # kombu raises many types for a dead broker
         log.warning("crm.retry_enqueue_failed call=%s error=%s", call_id, type(exc).__name__)
         return False

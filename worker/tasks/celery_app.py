@@ -10,10 +10,10 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from worker.redis_conn import celery_broker_url, redis_url
-from worker.settings import get_settings
+from worker.core.redis_conn import celery_broker_url, redis_url
+from worker.core.settings import get_settings
 
-app = Celery("callhook", include=["worker.tasks"])
+app = Celery("callhook", include=["worker.tasks.celery_tasks"])
 
 # Kept well under the visibility timeout: a countdown longer than it would make
 # Redis redeliver the task to a second worker while the first still holds it.
@@ -27,7 +27,7 @@ def configure() -> Celery:
     timeout = settings.broker_publish_timeout_s
     # Beat keeps its schedule in a file; under INSTANCE_DIR it never lands in the
     # checkout (the Procfile's `worker --beat` passes no --schedule). The worker's entry
-    # point creates the folder (worker/celery_worker.py): web processes need none.
+    # point creates the folder (worker/tasks/celery_worker.py): web processes need none.
     app.conf.update(
         beat_schedule_filename=str(settings.instance_dir.resolve() / "celerybeat-schedule"),
         broker_url=celery_broker_url(redis_url()),

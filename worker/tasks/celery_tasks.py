@@ -14,14 +14,15 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from worker import pops
-from worker.backoff import exponential_delay
-from worker.call_logging import give_up, sync_call
-from worker.celery_app import MAX_RETRY_DELAY_S, app
+from worker.core.backoff import exponential_delay
+from worker.core.mapping_files import worker_mapping_files
+from worker.core.metrics import CRM_SYNCS
+from worker.core.settings import get_settings
 from worker.crm.factory import crm_for_call
-from worker.mapping_files import worker_mapping_files
-from worker.metrics import CRM_SYNCS
-from worker.pipeline import (
+from worker.tasks import pops
+from worker.tasks.call_logging import give_up, sync_call
+from worker.tasks.celery_app import MAX_RETRY_DELAY_S, app
+from worker.tasks.pipeline import (
     FoldFailed,
     calls_to_sync,
     close_unended,
@@ -29,8 +30,7 @@ from worker.pipeline import (
     mark_enqueued,
     process_stored_event,
 )
-from worker.publish import LOG_CALL, PROCESS_EVENT
-from worker.settings import get_settings
+from worker.tasks.publish import LOG_CALL, PROCESS_EVENT
 
 log = logging.getLogger("callhook.worker")
 

@@ -1,10 +1,10 @@
-"""Entry point for ``celery -A worker.celery_worker``: configures, then exposes the app."""
+"""Entry point for ``celery -A worker.tasks.celery_worker``: configures, then exposes the app."""
 
-from worker.celery_app import configure
-from worker.error_reporting import init_error_reporting
-from worker.log_format import configure_logging
-from worker.mapping_files import worker_mapping_files
-from worker.settings import get_settings
+from worker.core.error_reporting import init_error_reporting
+from worker.core.log_format import configure_logging
+from worker.core.mapping_files import worker_mapping_files
+from worker.core.settings import get_settings
+from worker.tasks.celery_app import configure
 
 configure_logging()
 get_settings().instance_dir.mkdir(parents=True, exist_ok=True)  # beat's schedule file

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
 
-from worker.agents import AgentDirectory
-from worker.db import session_scope
-from worker.events import CallEvent, Stage
-from worker.fold import fold_events
-from worker.metrics import FOLD_LATENCY
-from worker.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
-from worker.pops import PopAction, pop_actions
+from worker.core.agents import AgentDirectory
+from worker.core.db import session_scope
+from worker.core.events import CallEvent, Stage
+from worker.core.fold import fold_events
+from worker.core.metrics import FOLD_LATENCY
+from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent, utcnow
+from worker.tasks.pops import PopAction, pop_actions
 
 log = logging.getLogger("callhook.worker")
 

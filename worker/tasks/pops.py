@@ -30,18 +30,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from worker.agents import Agent, AgentDirectory
+from worker.core.agents import Agent, AgentDirectory
+from worker.core.db import get_engine, session_scope
+from worker.core.events import CallEvent, Direction, Stage
+from worker.core.mapping_files import worker_mapping_files
+from worker.core.metrics import POP_LATENCY, POPS_SENT
+from worker.core.models import Call, CallPop, CrmStatus, utcnow
+from worker.core.numbers import display
+from worker.core.redis_conn import connect
+from worker.core.settings import get_settings
 from worker.crm.base import Contact, CrmError
 from worker.crm.factory import crm_for_lookups
 from worker.crm.hubspot import HubSpotCrm
-from worker.db import get_engine, session_scope
-from worker.events import CallEvent, Direction, Stage
-from worker.mapping_files import worker_mapping_files
-from worker.metrics import POP_LATENCY, POPS_SENT
-from worker.models import Call, CallPop, CrmStatus, utcnow
-from worker.numbers import display
-from worker.redis_conn import connect
-from worker.settings import get_settings
 
 log = logging.getLogger("callhook.pops")
 

@@ -1,10 +1,10 @@
 """Publishing tasks by name: what the web process needs of Celery, without the tasks.
 
 The receiver, the replay and the agent page only *publish* (`enqueue_event`,
-`enqueue_log_call`); importing ``worker.tasks`` for that loaded the whole worker side
+`enqueue_log_call`); importing ``worker.tasks.celery_tasks`` for that loaded the whole worker side
 (task bodies, the CRM adapter, the pops) into every web process. Celery routes a task by
 its name (``celery_app``'s ``task_routes``), so publishing by name reaches the same queue.
-``worker/tasks.py`` registers its tasks under these same constants, so the two cannot
+``worker/tasks/celery_tasks.py`` registers its tasks under these same constants, so the two cannot
 drift apart.
 """
 
@@ -17,8 +17,8 @@ import queue
 import threading
 import time
 
-from worker.celery_app import app
-from worker.pipeline import mark_enqueued
+from worker.tasks.celery_app import app
+from worker.tasks.pipeline import mark_enqueued
 
 log = logging.getLogger("callhook.webhook")
 

@@ -24,8 +24,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from worker.numbers import dialable_e164
-from worker.retry_after import retry_after_seconds
+from worker.core.numbers import dialable_e164
+from worker.core.retry_after import retry_after_seconds
 
 # (connect, read) seconds for `requests`; a client whose platform answers slowly says so.
 Timeouts = tuple[float, float]
@@ -36,7 +36,8 @@ class ClickToCallError(Exception):
     """Why a call could not be placed, in words a sales agent can act on.
 
     ``message`` never holds a secret: the clients write it themselves and pass any text a
-    platform returned through ``worker.redaction.short_text`` first. ``retry_after`` is in seconds.
+    platform returned through ``worker.core.redaction.short_text`` first. ``retry_after`` is
+    in seconds.
     """
 
     def __init__(

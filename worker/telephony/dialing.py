@@ -23,7 +23,7 @@ So, before any request reaches a platform, every dial goes through `dial`:
    counted in Redis so that every web process shares the count (see `take_dial_slot`).
    A refusal answers 429 with Retry-After.
 
-Every attempt, placed or not, is a row of ``dial_attempts`` (`worker.models.DialAttempt`),
+Every attempt, placed or not, is a row of ``dial_attempts`` (`worker.core.models.DialAttempt`),
 listed by ``callhook dials list``: an operator sees what a link was used for, including
 the refused numbers that show a leaked link being tried. The row is written before the
 platform is asked, so a call is never placed without its record.
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 import phonenumbers
 import redis
 
-from worker import numbers, sliding_window
-from worker.agents import Agent
-from worker.db import session_scope
-from worker.dial_rules import (
+from worker.core import numbers, sliding_window
+from worker.core.agents import Agent
+from worker.core.db import session_scope
+from worker.core.dial_rules import (
     ANY_COUNTRY,
     NON_GEOGRAPHIC,
     TYPE_LABELS,
@@ -53,13 +53,13 @@ from worker.dial_rules import (
     normalise_allowed_countries,
     normalise_allowed_types,
 )
-from worker.models import DialAttempt
-from worker.numbers import display, valid_number
-from worker.platforms.base import ClickToCallError
-from worker.platforms.registry import click_to_call_for
-from worker.redis_conn import connect
-from worker.settings import Settings
-from worker.sliding_window import Window
+from worker.core.models import DialAttempt
+from worker.core.numbers import display, valid_number
+from worker.core.redis_conn import connect
+from worker.core.settings import Settings
+from worker.core.sliding_window import Window
+from worker.telephony.base import ClickToCallError
+from worker.telephony.registry import click_to_call_for
 
 log = logging.getLogger("callhook.dialing")
 
@@ -175,7 +175,7 @@ def take_dial_slot(client: redis.Redis, email: str, settings: Settings) -> tuple
     """Take one dial for `email` in both windows; None when taken, else (seconds to wait,
     the window in seconds whose limit was reached).
 
-    A sliding log per agent and window (worker/sliding_window.py), shared by every web
+    A sliding log per agent and window (worker/core/sliding_window.py), shared by every web
     process: concurrent requests cannot both take the last slot, twice the limit never
     gets through across a window's boundary, and the wait is exact (the Retry-After).
     Its size is bounded by the limits (60 entries an hour by default). All or nothing: a

@@ -10,7 +10,7 @@ Listing is read-only and bounded: fixed (connect, read) timeouts, at most ``MAX_
 pages per platform, and the platforms are asked side by side so the slowest one sets the
 wait. One platform failing (unreachable, token refused) is reported with its reason and
 never stops the others. The HTTP layer is the click-to-call clients' own
-(``worker.platforms.base.PlatformHttp``): no retries, no URL or header in any message.
+(``worker.telephony.base.PlatformHttp``): no retries, no URL or header in any message.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from worker.platforms.base import ClickToCallError, Timeouts
-from worker.platforms.users import PlatformUser
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.telephony.base import ClickToCallError, Timeouts
+from worker.telephony.users import PlatformUser
 
 log = logging.getLogger("callhook.directory")
 
@@ -50,7 +50,7 @@ def _listers() -> dict[str, tuple[str, Callable[[Settings], bool], Lister]]:
     Imported here so that a module importing this one for its types does not pull every
     client in.
     """
-    from worker.platforms import kavkom_directory, kazoo_directory, kwebbl_directory, uis_directory
+    from worker.telephony import kavkom_directory, kazoo_directory, kwebbl_directory, uis_directory
 
     return {
         "kavkom": ("Kavkom", kavkom_directory.configured, kavkom_directory.list_users),

@@ -14,7 +14,8 @@ from typing import Any
 
 import requests
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.telephony.base import (
     ClickToCallError,
     PlacedCall,
     PlatformHttp,
@@ -23,7 +24,6 @@ from worker.platforms.base import (
     json_object,
     parse_destination,
 )
-from worker.redaction import short_text
 
 NAME = "Kavkom"
 DEFAULT_BASE_URL = "https://api.kavkom.com"

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.core.settings import Settings
+from worker.telephony.base import (
     ClickToCallError,
     PlatformHttp,
     Timeouts,
@@ -26,10 +28,8 @@ from worker.platforms.base import (
     json_object,
     sub_object,
 )
-from worker.platforms.kavkom import DEFAULT_BASE_URL, NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
-from worker.redaction import short_text
-from worker.settings import Settings
+from worker.telephony.kavkom import DEFAULT_BASE_URL, NAME
+from worker.telephony.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 
 LIST_PATH = "/api/pbx/v1/extension/list"
 PAGE_SIZE = 500

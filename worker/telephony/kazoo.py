@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import requests
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.telephony.base import (
     DEFAULT_TIMEOUTS,
     ClickToCallError,
     PlacedCall,
@@ -27,7 +28,6 @@ from worker.platforms.base import (
     parse_destination,
     sub_object,
 )
-from worker.redaction import short_text
 
 NAME = "KAZOO"
 

@@ -23,17 +23,17 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import quote
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.core.settings import Settings
+from worker.telephony.base import (
     ClickToCallError,
     PlatformHttp,
     Timeouts,
     http_error,
     json_object,
 )
-from worker.platforms.kazoo import NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
-from worker.redaction import short_text
-from worker.settings import Settings
+from worker.telephony.kazoo import NAME
+from worker.telephony.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 
 PAGE_SIZE = 100
 

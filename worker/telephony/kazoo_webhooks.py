@@ -34,7 +34,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.telephony.base import (
     DEFAULT_TIMEOUTS,
     Timeouts,
     TransportFailure,
@@ -42,7 +43,6 @@ from worker.platforms.base import (
     new_session,
     send,
 )
-from worker.redaction import short_text
 
 HOOK_EVENTS = ("channel_create", "channel_answer", "channel_bridge", "channel_destroy")
 FORMATS = ("auto", "json", "form")

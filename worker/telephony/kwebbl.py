@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import requests
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.telephony.base import (
     DEFAULT_TIMEOUTS,
     ClickToCallError,
     PlacedCall,
@@ -28,7 +29,6 @@ from worker.platforms.base import (
     json_object,
     parse_destination,
 )
-from worker.redaction import short_text
 
 NAME = "Kwebbl"
 DEFAULT_BASE_URL = "https://realtime.api.kwebbl.net/v100"

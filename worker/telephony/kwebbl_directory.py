@@ -8,7 +8,7 @@ dialplan), external_number}``; errors 401 ``invalid_grant`` and 403 ``access_den
 
 Kwebbl gives no email: users are matched to HubSpot owners by name only. Dialplans are not
 people and are left out. The token is the click-to-call client's (the OAuth connection of
-``worker.platforms.kwebbl_oauth``, else ``KWEBBL_ACCESS_TOKEN``), refreshed once after a
+``worker.telephony.kwebbl_oauth``, else ``KWEBBL_ACCESS_TOKEN``), refreshed once after a
 401 as the client does; the connection needs the ``company.users`` scope.
 """
 
@@ -16,22 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.core.settings import Settings
+from worker.telephony.base import (
     ClickToCallError,
     PlatformHttp,
     Timeouts,
     http_error,
     json_object,
 )
-from worker.platforms.kwebbl import DEFAULT_BASE_URL, EXTENSION_ID, NAME, TokenProvider
-from worker.platforms.users import PlatformUser
-from worker.redaction import short_text
-from worker.settings import Settings
+from worker.telephony.kwebbl import DEFAULT_BASE_URL, EXTENSION_ID, NAME, TokenProvider
+from worker.telephony.users import PlatformUser
 
 
 def _client(settings: Settings) -> Any:
     """The click-to-call client the registry builds (it decides which token to use)."""
-    from worker.platforms.registry import BUILDERS
+    from worker.telephony.registry import BUILDERS
 
     return BUILDERS["kwebbl"](settings)
 

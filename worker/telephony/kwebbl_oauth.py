@@ -14,7 +14,7 @@ invalidated. Refreshes are therefore serialised across processes with a Redis lo
 whoever gets the lock reads the row again first: if another process refreshed meanwhile,
 its token is used as it is.
 
-The pair is stored sealed (``worker.secret_box``) in ``platform_credentials``. A refresh
+The pair is stored sealed (``worker.core.secret_box``) in ``platform_credentials``. A refresh
 Kwebbl refuses (400/401: ``invalid_grant`` and friends) marks the row ``reauthorize``: only
 an administrator connecting the account again (``/connect/kwebbl``) repairs that. Errors
 are ``ClickToCallError``s, the kind the click-to-call client lets through to the agent;
@@ -36,19 +36,19 @@ import requests
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlmodel import select
 
-from worker.db import session_scope
-from worker.models import PlatformCredential, utcnow
-from worker.platforms.base import (
+from worker.core.db import session_scope
+from worker.core.models import PlatformCredential, utcnow
+from worker.core.redaction import short_text
+from worker.core.redis_conn import connect
+from worker.core.secret_box import UnreadableSecret, seal, unseal
+from worker.core.settings import Settings, get_settings
+from worker.telephony.base import (
     ClickToCallError,
     TransportFailure,
     json_object,
     new_session,
     send,
 )
-from worker.redaction import short_text
-from worker.redis_conn import connect
-from worker.secret_box import UnreadableSecret, seal, unseal
-from worker.settings import Settings, get_settings
 
 log = logging.getLogger("callhook.kwebbl")
 

@@ -26,10 +26,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from worker.platforms.base import TransportFailure, json_object, new_session, send
-from worker.platforms.kwebbl_oauth import OAuthTokens, base_url
-from worker.redaction import short_text
-from worker.settings import Settings, get_settings
+from worker.core.redaction import short_text
+from worker.core.settings import Settings, get_settings
+from worker.telephony.base import TransportFailure, json_object, new_session, send
+from worker.telephony.kwebbl_oauth import OAuthTokens, base_url
 
 TIMEOUTS = (5.0, 15.0)
 WEBHOOK_PATH = "/webhooks/kwebbl"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker.agents import Agent
-from worker.platforms.base import ClickToCall, ClickToCallError
-from worker.platforms.kavkom import KavkomClickToCall
-from worker.platforms.kazoo import KazooClickToCall
-from worker.platforms.kwebbl import KwebblClickToCall
-from worker.platforms.uis import UisClickToCall
-from worker.settings import Settings
+from worker.core.agents import Agent
+from worker.core.settings import Settings
+from worker.telephony.base import ClickToCall, ClickToCallError
+from worker.telephony.kavkom import KavkomClickToCall
+from worker.telephony.kazoo import KazooClickToCall
+from worker.telephony.kwebbl import KwebblClickToCall
+from worker.telephony.uis import UisClickToCall
 
 
 def _secret(value: object) -> str:
@@ -34,7 +34,7 @@ def _kavkom(s: Settings) -> ClickToCall | None:
 
 def _kwebbl(s: Settings) -> ClickToCall | None:
     # Imported here: the OAuth store needs the database, the other builders do not.
-    from worker.platforms import kwebbl_oauth
+    from worker.telephony import kwebbl_oauth
 
     oauth = kwebbl_oauth.credential_status()
     static = _secret(s.kwebbl_access_token)

@@ -28,8 +28,9 @@ from typing import Any
 
 import requests
 
-from worker.numbers import valid_number
-from worker.platforms.base import (
+from worker.core.numbers import valid_number
+from worker.core.redaction import short_text
+from worker.telephony.base import (
     DEFAULT_TIMEOUTS,
     ClickToCallError,
     PlacedCall,
@@ -40,7 +41,6 @@ from worker.platforms.base import (
     parse_destination,
     sub_object,
 )
-from worker.redaction import short_text
 
 NAME = "UIS"
 DEFAULT_BASE_URL = "https://callapi.uiscom.ru/v4.0"

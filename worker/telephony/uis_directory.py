@@ -7,7 +7,7 @@ params ``access_token``, ``limit``, ``offset`` and ``fields``; the result is
 ``{"data": [...], "metadata": {...}}``, each employee with ``id``, ``full_name``,
 ``first_name``, ``last_name``, ``email`` and ``extension`` (an object whose
 ``extension_phone_number`` is the internal number). Errors are JSON-RPC error objects
-answered with HTTP 200, as in the Call API (``worker.platforms.uis``).
+answered with HTTP 200, as in the Call API (``worker.telephony.uis``).
 
 The Data API is a separate endpoint from the Call API callhook dials through; the same
 UIS API key is used, and it must be allowed to read employees (UIS: the key's Data API
@@ -19,7 +19,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from worker.platforms.base import (
+from worker.core.redaction import short_text
+from worker.core.settings import Settings
+from worker.telephony.base import (
     ClickToCallError,
     PlatformHttp,
     Timeouts,
@@ -27,10 +29,8 @@ from worker.platforms.base import (
     json_object,
     sub_object,
 )
-from worker.platforms.uis import NAME
-from worker.platforms.users import MAX_PAGES, PlatformUser, listed_email, listed_text
-from worker.redaction import short_text
-from worker.settings import Settings
+from worker.telephony.uis import NAME
+from worker.telephony.users import MAX_PAGES, PlatformUser, listed_email, listed_text
 
 METHOD = "get.employees"
 FIELDS = ["id", "full_name", "first_name", "last_name", "email", "extension"]

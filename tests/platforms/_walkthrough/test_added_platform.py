@@ -24,9 +24,9 @@ from sqlmodel import Session, select
 
 from tests.conftest import ROOT, Environment, wait_until
 from tests.unmapped import assert_kept_unmapped
-from webhook_receiver.cli import cli
-from worker.db import get_engine
-from worker.models import Call, CrmStatus
+from webhook_receiver.cli.main import cli
+from worker.core.db import get_engine
+from worker.core.models import Call, CrmStatus
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
@@ -179,7 +179,7 @@ def test_try_prints_the_canonical_events(cli_env: Path, name: str, expected: dic
 @pytest.fixture
 def dial9(stack: dict[str, Any], hubspot, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The receiver built from a MAPPINGS_DIR holding dial9.yaml, with its secret set."""
-    from webhook_receiver import create_app
+    from webhook_receiver.web import create_app
 
     hubspot.reset()
     env = Environment()

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.platforms.kavkom.fake_api import CALL_PATH, FakeKavkom
-from worker.platforms.base import ClickToCallError
-from worker.platforms.kavkom import KavkomClickToCall
+from worker.telephony.base import ClickToCallError
+from worker.telephony.kavkom import KavkomClickToCall
 
 TOKEN = "kavkom-api-token-for-tests"
 # Kavkom API Documentation (https://help.kavkom.com/en/api-integration/kavkom-api/),

@@ -32,7 +32,7 @@ from websockets.sync.client import connect as sync_connect
 
 from tests.conftest import ROOT, Environment, load_fixture, wait_until
 from tests.platforms.kavkom.fake_live import FakeKavkomLive
-from webhook_receiver.cli_platforms import listen
+from webhook_receiver.cli.platforms import listen
 from webhook_receiver.listeners.kavkom_ws import (
     Backoff,
     KavkomListener,
@@ -41,9 +41,9 @@ from webhook_receiver.listeners.kavkom_ws import (
     parse_extensions,
 )
 from webhook_receiver.mapping import load_mappings
-from worker.celery_app import configure as configure_celery
-from worker.db import get_engine
-from worker.models import WebhookEvent
+from worker.core.db import get_engine
+from worker.core.models import WebhookEvent
+from worker.tasks.celery_app import configure as configure_celery
 
 REFRESH = "kavkom-refresh-token-for-tests"
 FAST = Backoff(initial_s=0.05, cap_s=0.3, refused_s=30.0)
@@ -366,7 +366,7 @@ def test_listen_process_logs_calls_and_stops_cleanly_on_sigterm(  # type: ignore
         "KAVKOM_LISTEN_EXTENSIONS": "1001",
         "PYTHONUNBUFFERED": "1",
     }
-    command = "from webhook_receiver.cli_platforms import listen; listen(['kavkom'])"
+    command = "from webhook_receiver.cli.platforms import listen; listen(['kavkom'])"
     proc = subprocess.Popen(
         [sys.executable, "-c", command],
         cwd=ROOT,

@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import WEBHOOK_SECRETS, load_fixture, wait_until
 from tests.unmapped import assert_kept_unmapped
-from worker.db import get_engine
-from worker.models import Call
+from worker.core.db import get_engine
+from worker.core.models import Call
 
 SECRET = WEBHOOK_SECRETS["kazoo"]
 # What the admin pastes as the hook's `uri`: the secret travels as the `token` parameter.

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.platforms.kazoo.fake_api import FakeKazoo
-from worker.platforms.base import ClickToCallError
-from worker.platforms.kazoo import KazooClickToCall
+from worker.telephony.base import ClickToCallError
+from worker.telephony.kazoo import KazooClickToCall
 
 ACCOUNT = uuid.uuid4().hex
 TOKEN = "kazoo-auth-token-for-tests"

@@ -15,10 +15,10 @@ import pytest
 
 from tests.conftest import ROOT, load_fixture
 from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-from webhook_receiver.payloads import nest, parse_form
-from worker.events import CallEvent
-from worker.fold import apply_event
-from worker.models import Call
+from webhook_receiver.mapping.payloads import nest, parse_form
+from worker.core.events import CallEvent
+from worker.core.fold import apply_event
+from worker.core.models import Call
 
 OWNER = "d860229e722bf8f738737365b0b1e333"  # the samples' owner_id: our agent
 SAMPLE_A = "NDlkNGI3OTZlMDgzNWQxNGYxNTA3NjQ4NDZjNDFkOTc"

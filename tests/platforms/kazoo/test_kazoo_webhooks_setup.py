@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from tests.conftest import ROOT, WEBHOOK_SECRETS, Environment, load_fixture
 from tests.platforms.kazoo.fake_api import FakeKazoo
-from webhook_receiver.cli_platforms import kazoo
-from worker.platforms.kazoo_webhooks import (
+from webhook_receiver.cli.platforms import kazoo
+from worker.telephony.kazoo_webhooks import (
     HOOK_EVENTS,
     KazooSetupError,
     KazooWebhooksApi,

@@ -23,8 +23,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import WEBHOOK_SECRETS, load_fixture, wait_until
 from tests.unmapped import assert_kept_unmapped
-from worker.db import get_engine
-from worker.models import Call, CrmStatus
+from worker.core.db import get_engine
+from worker.core.models import Call, CrmStatus
 
 URL = "/webhooks/kwebbl?token=" + WEBHOOK_SECRETS["kwebbl"]
 DIALPLAN = {"extension_id": "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e", "number": "33184808080"}

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.platforms.kwebbl.fake_api import FakeKwebbl
-from worker.platforms.base import ClickToCallError
-from worker.platforms.kwebbl import KwebblClickToCall
+from worker.telephony.base import ClickToCallError
+from worker.telephony.kwebbl import KwebblClickToCall
 
 
 class Tokens:

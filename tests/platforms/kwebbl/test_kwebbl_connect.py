@@ -35,10 +35,10 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from tests.conftest import ROOT, Environment, RedisServer, fresh_database
 from tests.platforms.kwebbl.fake_api import FakeKwebbl
-from webhook_receiver.cli_kwebbl import kwebbl
-from webhook_receiver.kwebbl_connect import STATE_COOKIE
-from worker.platforms import kwebbl_oauth
-from worker.platforms.kwebbl_oauth import KwebblAuthError, OAuthTokens, access_token
+from webhook_receiver.cli.kwebbl import kwebbl
+from webhook_receiver.web.kwebbl_connect import STATE_COOKIE
+from worker.telephony import kwebbl_oauth
+from worker.telephony.kwebbl_oauth import KwebblAuthError, OAuthTokens, access_token
 
 PUBLIC = "https://callhook.example.com"
 CALLBACK = f"{PUBLIC}/connect/kwebbl/callback"
@@ -102,8 +102,8 @@ def kw(setup: dict[str, Any], redis_server: RedisServer) -> Iterator[Kw]:
         }
         env = Environment()
         env.set(values)
-        from webhook_receiver import create_app
-        from worker.db import get_engine
+        from webhook_receiver.web import create_app
+        from worker.core.db import get_engine
 
         with get_engine().begin() as conn:
             conn.execute(sa.text("DELETE FROM platform_credentials"))
@@ -146,7 +146,7 @@ def connect(kw: Kw) -> None:
 
 
 def stored_row() -> dict[str, Any] | None:
-    from worker.db import get_engine
+    from worker.core.db import get_engine
 
     with get_engine().begin() as conn:
         row = conn.execute(sa.text("SELECT * FROM platform_credentials")).mappings().first()
@@ -404,7 +404,7 @@ def test_a_token_about_to_expire_is_refreshed_before_use(kw: Kw) -> None:
 
 
 def test_threads_asking_at_once_share_one_refresh(kw: Kw) -> None:
-    from worker.db import get_engine
+    from worker.core.db import get_engine
 
     kw.fake.expires_in = 30
     connect(kw)
@@ -438,8 +438,8 @@ def test_threads_asking_at_once_share_one_refresh(kw: Kw) -> None:
 PROCESS = """
 import sys, threading, time
 from pathlib import Path
-from worker.db import get_engine
-from worker.platforms.kwebbl_oauth import access_token
+from worker.core.db import get_engine
+from worker.telephony.kwebbl_oauth import access_token
 get_engine()
 Path(sys.argv[1]).touch()
 while not Path(sys.argv[2]).exists():
@@ -671,7 +671,7 @@ def test_a_scope_without_calls_events_is_explained(kw: Kw) -> None:
 
 # -- click-to-call --------------------------------------------------------------------------------
 def place(kw: Kw) -> Any:
-    from worker.agent_links import create_link
+    from worker.core.agent_links import create_link
 
     return kw.client.post(
         f"/agent/call?k={create_link('kweb@example.com')}", json={"to": "+31203080700"}

@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import ROOT, load_fixture
 from webhook_receiver.mapping import MappingError, MapResult, load_mappings, map_payload
-from worker.events import CallEvent
-from worker.fold import apply_event, state_hash
-from worker.models import Call
+from worker.core.events import CallEvent
+from worker.core.fold import apply_event, state_hash
+from worker.core.models import Call
 
 SEED_CALL = "4a2bcad2-c4b9e70a"  # the call of every example in the document
 AGENT_LEG = "fd8265472-8c34a51b"  # its second leg, in the "Bridged" example

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.platforms.uis.fake_api import FakeUis, RpcError
-from worker.platforms.base import ClickToCallError
-from worker.platforms.uis import UisClickToCall
+from worker.telephony.base import ClickToCallError
+from worker.telephony.uis import UisClickToCall
 
 TOKEN = "2fRN4g217ca0b4224a67988aff3e584f91964a692045415f36fa66146f5a3c1ae1f6093d"
 # "Вызов на сотрудника", request example: virtual number, contact, employee id.

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, load_fixture
 from webhook_receiver.mapping import MappingError, load_mappings, map_payload
-from webhook_receiver.payloads import nest, parse_form
+from webhook_receiver.mapping.payloads import nest, parse_form
 
 CALL = "237859081"  # the inbound answered call of the fixtures
 CLIENT = "+79261234567"

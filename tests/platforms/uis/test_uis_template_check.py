@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, Environment
-from webhook_receiver.cli_platforms import uis
+from webhook_receiver.cli.platforms import uis
+from webhook_receiver.cli.uis_templates import check_template, find_placeholders, inspect_template
 from webhook_receiver.mapping import load_mappings
-from webhook_receiver.uis_templates import check_template, find_placeholders, inspect_template
 
 DOC = ROOT / "docs" / "platforms" / "uis.md"
 

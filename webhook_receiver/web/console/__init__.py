@@ -1,7 +1,7 @@
 """The operator console: every call's fate, its problems and their fixes, in a browser.
 
 Server-rendered pages under ``/admin``, each behind the operator sign-in
-(``webhook_receiver/operator_auth.py``). One module per page family, each with its own
+(``webhook_receiver/web/operator_auth.py``). One module per page family, each with its own
 blueprint; the templates live in ``templates/console/`` and extend ``console/base.html``.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from webhook_receiver.console import agents, calls, health, problems
-from worker.numbers import display
-from worker.settings import get_settings
+from webhook_receiver.web.console import agents, calls, health, problems
+from worker.core.numbers import display
+from worker.core.settings import get_settings
 
 BLUEPRINTS: tuple[Blueprint, ...] = (calls.bp, problems.bp, health.bp, agents.bp)
 
@@ -35,7 +35,7 @@ def install(app: Flask) -> None:
 
     @app.context_processor
     def _console_context() -> dict[str, Any]:
-        from webhook_receiver.operator_auth import signed_in_operator
+        from webhook_receiver.web.operator_auth import signed_in_operator
 
         return {
             "console_nav": [(e, label) for e, label in NAV if e in app.view_functions],

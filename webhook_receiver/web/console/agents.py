@@ -3,7 +3,7 @@
 ``/admin/agents`` lists everyone in agents.yaml as this process loaded it: their ids per
 platform, their HubSpot owner, whether their page is open, their links and their last
 screen-pops. The owner comes from one cached listing of HubSpot's owners
-(``worker.agent_discovery.hubspot_owners``), never one request per agent. An operator can
+(``worker.reports.agent_discovery.hubspot_owners``), never one request per agent. An operator can
 issue a link (shown once, on the answer to the POST, never stored in a cookie or a flash
 message) and revoke an agent's links, as ``callhook agents link|revoke`` do.
 
@@ -32,16 +32,16 @@ from flask import (
 )
 from sqlmodel import select
 
-from webhook_receiver.agent_page import open_pages
-from webhook_receiver.operator_auth import operator_required, signed_in_operator
-from worker.agent_discovery import Owners, agents_file, hubspot_owners
-from worker.agent_discovery import discover as run_discovery
-from worker.agent_links import AGENT, create_link, lifetime
-from worker.agent_links import revoke as revoke_links
-from worker.agents import Agent, AgentDirectory
-from worker.db import session_scope
-from worker.models import AgentLink, CallPop, utcnow
-from worker.settings import get_settings
+from webhook_receiver.web.agent_page import open_pages
+from webhook_receiver.web.operator_auth import operator_required, signed_in_operator
+from worker.core.agent_links import AGENT, create_link, lifetime
+from worker.core.agent_links import revoke as revoke_links
+from worker.core.agents import Agent, AgentDirectory
+from worker.core.db import session_scope
+from worker.core.models import AgentLink, CallPop, utcnow
+from worker.core.settings import get_settings
+from worker.reports.agent_discovery import Owners, agents_file, hubspot_owners
+from worker.reports.agent_discovery import discover as run_discovery
 
 bp = Blueprint("console_agents", __name__, url_prefix="/admin")
 log = logging.getLogger("callhook.console")

@@ -1,6 +1,6 @@
 """Console pages: the calls list (``/admin/calls``) and one call's story (``/admin/calls/<id>``).
 
-The queries and the verdict live in ``worker/call_story.py``; this module turns request
+The queries and the verdict live in ``worker/reports/call_story.py``; this module turns request
 parameters into a search, a bad one into a 400 with its reason, a merged leg into a
 redirect to its call, and hands the rest to the templates.
 """
@@ -11,10 +11,10 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from webhook_receiver.auth import configured_secrets
-from webhook_receiver.operator_auth import operator_required
-from worker import call_story
-from worker.events import Direction
+from webhook_receiver.deliveries.auth import configured_secrets
+from webhook_receiver.web.operator_auth import operator_required
+from worker.core.events import Direction
+from worker.reports import call_story
 
 bp = Blueprint("console_calls", __name__, url_prefix="/admin")
 

@@ -1,6 +1,6 @@
 """Console pages: health (is every platform still sending, is the pipeline moving).
 
-The facts are computed by `worker.health_facts`, each bounded in time, so this page
+The facts are computed by `worker.reports.health_facts`, each bounded in time, so this page
 answers within about two seconds even with Redis down or the database locked: a source
 that fails or does not answer shows "unknown: <reason>" on its own line.
 """
@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, render_template
 
-from webhook_receiver.operator_auth import operator_required
-from worker.health_facts import health_facts
-from worker.models import utcnow
+from webhook_receiver.web.operator_auth import operator_required
+from worker.core.models import utcnow
+from worker.reports.health_facts import health_facts
 
 bp = Blueprint("console_health", __name__, url_prefix="/admin")
 

@@ -2,9 +2,10 @@
 
 What an operator fixes here, and how:
 - a call whose CRM sync failed: read the reason, fix its cause (a HubSpot property, a
-  token), press Retry (`worker.call_retry.retry_call`, the same as `callhook calls replay`);
+  token), press Retry (`worker.tasks.call_retry.retry_call`, the same as `callhook calls replay`);
 - deliveries the mapping could not read, grouped by platform and reason: fix the mapping
-  file, try a delivery in the sandbox, then Replay (`webhook_receiver.replay.replay_event`,
+  file, try a delivery in the sandbox, then Replay
+  (`webhook_receiver.deliveries.replay.replay_event`,
   the same as `callhook events replay`), one delivery or the whole group.
 
 Replay reads the mapping files from MAPPINGS_DIR again on every replay, so a fixed file
@@ -37,18 +38,18 @@ from flask import (
 from sqlmodel import Session, col, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from webhook_receiver.auth import configured_secrets
+from webhook_receiver.deliveries.auth import configured_secrets
+from webhook_receiver.deliveries.replay import replay_event
+from webhook_receiver.deliveries.sandbox import FORMAT_LABELS, FORMATS, TryResult, try_payload
 from webhook_receiver.mapping import load_mappings
-from webhook_receiver.operator_auth import operator_required
-from webhook_receiver.payloads import body_format
-from webhook_receiver.replay import replay_event
-from webhook_receiver.sandbox import FORMAT_LABELS, FORMATS, TryResult, try_payload
-from worker.call_retry import CallNotRetryable, retry_call
-from worker.db import get_engine
-from worker.mapping_files import MappingFiles
-from worker.models import Call, CrmStatus, EventStatus, WebhookEvent
-from worker.redaction import Redactor, secret_values
-from worker.settings import ConfigError, get_settings
+from webhook_receiver.mapping.payloads import body_format
+from webhook_receiver.web.operator_auth import operator_required
+from worker.core.db import get_engine
+from worker.core.mapping_files import MappingFiles
+from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent
+from worker.core.redaction import Redactor, secret_values
+from worker.core.settings import ConfigError, get_settings
+from worker.tasks.call_retry import CallNotRetryable, retry_call
 
 bp = Blueprint("console_problems", __name__, url_prefix="/admin")
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 
-import worker.models
+import worker.core.models
 from alembic import op
 ${imports if imports else ""}
 

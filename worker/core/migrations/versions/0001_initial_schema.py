@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import worker.models
+import worker.core.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -25,8 +25,8 @@ def upgrade() -> None:
         "agent_links",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("created_at", worker.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", worker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_links")),
     )
     with op.batch_alter_table("agent_links", schema=None) as batch_op:
@@ -45,9 +45,9 @@ def upgrade() -> None:
         ),
         sa.Column("company_number", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.Column("agent", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-        sa.Column("started_at", worker.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("answered_at", worker.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", worker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("answered_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("duration_s", sa.Integer(), nullable=True),
         sa.Column("talk_s", sa.Integer(), nullable=True),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("variables", sa.JSON(), nullable=True),
         sa.Column("field_ranks", sa.JSON(), nullable=True),
         sa.Column("ended", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("merged_into", sa.Integer(), nullable=True),
         sa.Column("crm_status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("crm_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -66,8 +66,10 @@ def upgrade() -> None:
         sa.Column("crm_task_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_synced_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("crm_error", sa.Text(), nullable=True),
-        sa.Column("crm_create_sent_at", worker.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("crm_lease_until", worker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "crm_create_sent_at", worker.core.models.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("crm_lease_until", worker.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["merged_into"], ["calls.id"], name=op.f("fk_calls_merged_into_calls")
@@ -84,11 +86,11 @@ def upgrade() -> None:
         sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("access_token", sa.Text(), nullable=False),
         sa.Column("refresh_token", sa.Text(), nullable=False),
-        sa.Column("expires_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("scope", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("updated_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_credentials")),
         sa.UniqueConstraint("platform", name=op.f("uq_platform_credentials_platform")),
     )
@@ -97,7 +99,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("received_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("method", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
@@ -105,8 +107,8 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("canonical", sa.JSON(), nullable=True),
-        sa.Column("enqueued_at", worker.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("processed_at", worker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enqueued_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("processed_at", worker.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
         sa.UniqueConstraint("platform", "dedupe_key", name=op.f("uq_webhook_events_platform")),
     )
@@ -141,7 +143,7 @@ def upgrade() -> None:
         "crm_sync_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=False),
-        sa.Column("at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("ok", sa.Boolean(), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
@@ -159,7 +161,7 @@ def upgrade() -> None:
         "dry_run_requests",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
-        sa.Column("at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("method", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("path", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.Column("body", sa.JSON(), nullable=True),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import worker.models
+import worker.core.models
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "dial_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("agent_email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
         sa.Column("requested", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("destination", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
@@ -45,7 +45,7 @@ def upgrade() -> None:
             sa.Column("role", sa.String(length=16), server_default="agent", nullable=False)
         )
         batch_op.add_column(
-            sa.Column("expires_at", worker.models.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("expires_at", worker.core.models.UTCDateTime(timezone=True), nullable=True)
         )
 
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import worker.models
+import worker.core.models
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=False),
         sa.Column("agent_email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("shown_at", worker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("shown_at", worker.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("contact_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.ForeignKeyConstraint(["call_id"], ["calls.id"], name=op.f("fk_call_pops_call_id_calls")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_call_pops")),
@@ -52,7 +52,9 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(
-            sa.Column("agent_wrapped_at", worker.models.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "agent_wrapped_at", worker.core.models.UTCDateTime(timezone=True), nullable=True
+            )
         )
         batch_op.create_index(batch_op.f("ix_calls_ended_at"), ["ended_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_calls_started_at"), ["started_at"], unique=False)
