@@ -9,7 +9,7 @@ loses its task's retry count, but neither can reset the row's.
 from __future__ import annotations
 
 import json
-import time
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
@@ -25,13 +25,23 @@ from worker.tasks.pipeline import MAX_FOLD_ATTEMPTS, process_stored_event
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 
 
+def sweeps_done(worker_log: Path) -> int:
+    """How many outbox sweeps the test's worker has finished, from its log."""
+    text = worker_log.read_text(errors="replace")
+    return sum(
+        "callhook.sweep_outbox[" in line and " succeeded " in line for line in text.splitlines()
+    )
+
+
 def cdr(call_id: str) -> dict[str, Any]:
     payload = json.loads(load_fixture("kavkom", "cdr__outbound.json"))
     payload["callUuid"] = call_id
     return payload
 
 
-def test_an_event_that_always_fails_to_fold_ends_failed_then_replays(client, hubspot) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_that_always_fails_to_fold_ends_failed_then_replays(
+    client, hubspot, stack
+) -> None:  # type: ignore[no-untyped-def]
     # A call row this version cannot read: written by a newer callhook whose deploy was rolled
     # back (a stage it added). Folding any event into it raises, every time.
     with session_scope() as session:
@@ -49,7 +59,9 @@ def test_an_event_that_always_fails_to_fold_ends_failed_then_replays(client, hub
     listed = CliRunner().invoke(cli, ["events", "list", "--status", "failed"])
     assert f"{event_id:>6} " in listed.output and "'parked' is not a valid Stage" in listed.output
 
-    time.sleep(3)  # several outbox sweeps (every second here): a failed event stays failed
+    # Two more outbox sweeps run (every second here): a failed event stays failed.
+    sweeps = sweeps_done(stack["worker"].log)
+    wait_until(lambda: sweeps_done(stack["worker"].log) >= sweeps + 2, timeout=30)
     assert (stored(event_id).status, stored(event_id).attempts) == (
         EventStatus.FAILED,
         MAX_FOLD_ATTEMPTS,
