@@ -24,14 +24,20 @@ from tests.conftest import ROOT, WEBHOOK_SECRETS, Environment, load_fixture
 from webhook_receiver.mapping import load_mappings
 from webhook_receiver.mapping.schema import Auth
 
+
 # One payload per platform, from its own fixtures (accepted, or known and ignored).
-SAMPLES = {
-    "kavkom": "cdr__outbound.json",
-    "kwebbl": "ringing__seed_inbound_anonymous.json",
-    "kazoo": "channel_create__sample.json",
-    "uis": "incoming_call__inbound.json",
-    "voximplant": "call_finalized__inbound_answered.json",
-}
+def sample(platform: str) -> str:
+    """A fixture of `platform` that maps to events: its golden file says so (a new
+    platform needs nothing here, only its fixtures and their golden files)."""
+    folder = ROOT / "tests" / "platforms" / platform / "fixtures"
+    for golden in sorted(folder.glob("*.events.json")):
+        fixture = golden.name.removesuffix(".events.json") + ".json"  # JSON bodies only
+        if (folder / fixture).exists() and json.loads(golden.read_text()).get("events"):
+            return fixture
+    raise AssertionError(f"{platform}: no fixture with events in {folder}")
+
+
+SHIPPED = sorted(load_mappings(ROOT / "mappings").platforms)
 
 
 def credentials(auth: Auth, secret: str | None) -> tuple[dict[str, str], str]:
@@ -47,16 +53,16 @@ def credentials(auth: Auth, secret: str | None) -> tuple[dict[str, str], str]:
 
 def deliver(client: Any, platform: str, auth: Auth, secret: str | None):  # type: ignore[no-untyped-def]
     headers, query = credentials(auth, secret)
-    body = load_fixture(platform, SAMPLES[platform])
+    body = load_fixture(platform, sample(platform))
     return client.post(f"/webhooks/{platform}{query}", data=body,
                        content_type="application/json", headers=headers)  # fmt: skip
 
 
 def test_every_shipped_platform_has_a_sample() -> None:
-    assert set(load_mappings(ROOT / "mappings").platforms) == set(SAMPLES)
+    assert all(sample(platform) for platform in SHIPPED)
 
 
-@pytest.mark.parametrize("platform", sorted(SAMPLES))
+@pytest.mark.parametrize("platform", SHIPPED)
 def test_good_wrong_missing_and_rotated_secrets(client, platform: str) -> None:  # type: ignore[no-untyped-def]
     auth = load_mappings(ROOT / "mappings").platforms[platform].auth
     assert auth.secret_envs == [f"{platform.upper()}_WEBHOOK_SECRET",
