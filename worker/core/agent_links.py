@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlmodel import select
+from sqlmodel import col, select
 
 from worker.core.db import session_scope
 from worker.core.models import AgentLink, utcnow
@@ -142,7 +142,7 @@ def revoke(email: str, role: str = AGENT) -> int:
             select(AgentLink).where(
                 AgentLink.email == email.lower(),
                 AgentLink.role == role,
-                AgentLink.revoked_at.is_(None),  # type: ignore[union-attr]
+                col(AgentLink.revoked_at).is_(None),
             )
         ).all()
         for link in links:

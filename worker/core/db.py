@@ -10,12 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from worker.core.settings import get_settings
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 _engine: Engine | None = None
 
@@ -34,7 +40,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
             # Take over transaction control from pysqlite so BEGIN IMMEDIATE below is ours.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -44,7 +50,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        def _begin_immediate(conn: sa.Connection) -> None:
             # Writers queue up at BEGIN instead of failing with "database is locked" on
             # upgrade from a read lock: SQLite's way of giving us SELECT ... FOR UPDATE.
             conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -27,7 +27,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(sa.types.TypeDecorator):
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, even on SQLite which stores no zone."""
 
     impl = sa.DateTime(timezone=True)
