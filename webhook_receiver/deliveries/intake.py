@@ -15,8 +15,10 @@ nothing refused is lost either once the sender proved who it is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from webhook_receiver.deliveries.group_commit import GroupCommit
 from webhook_receiver.mapping import MappingError, PlatformMapping, map_payload
 from webhook_receiver.mapping.engine import payload_digest
 from webhook_receiver.mapping.payloads import BadPayload, UnsupportedFormat, check_bounds
@@ -54,43 +57,97 @@ class Intake:
 def _store(row: WebhookEvent) -> tuple[int, bool]:
     """Insert the event; (id, True) if new, (existing id, False) on a duplicate delivery.
 
-    A connection the database dropped since its last use (a restart: the pool does not
-    ping) fails once, invalidating the pool; the insert is then tried again on a fresh one.
+    Rows of deliveries arriving together are written together (`group_commit`): the
+    answer still waits for the commit that holds this row.
     """
-    try:
-        return _insert(row)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        log.info("webhook.store_reconnected platform=%s", row.platform)
-        return _insert(row)
+    outcome = _GROUP.write(row)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
-_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
+_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]  # SQLModel's table, untyped
 _EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns if c.name != "id")
+Stored = tuple[int, bool] | BaseException
 
 
-def _insert(row: WebhookEvent) -> tuple[int, bool]:
-    """One INSERT … ON CONFLICT DO NOTHING RETURNING id, and its COMMIT (Core, not the
-    ORM's unit of work: this is the webhook's one durable write)."""
-    engine = get_engine()
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = (
+def _write_rows(rows: Sequence[WebhookEvent]) -> list[Stored]:
+    """One batch's write, each row's outcome. A connection the database dropped since its
+    last use (a restart: the pool does not ping) fails once, invalidating the pool; the
+    batch is then tried again on a fresh one. A batch the database refuses for another
+    reason (one odd row) is written row by row, so only that row fails."""
+    try:
+        try:
+            return list(_insert(rows))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.info("webhook.store_reconnected rows=%s", len(rows))
+            return list(_insert(rows))
+    except OperationalError:
+        raise  # the database is unavailable: every row's 503
+    except DBAPIError:
+        if len(rows) == 1:
+            raise
+    outcomes: list[Stored] = []
+    for row in rows:
+        try:
+            outcomes.extend(_insert([row]))
+        except DBAPIError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> sa.Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
         insert(_EVENTS)
-        .values({name: getattr(row, name) for name in _EVENT_COLUMNS})
         .on_conflict_do_nothing(index_elements=["platform", "dedupe_key"])
-        .returning(_EVENTS.c.id)
+        .returning(_EVENTS.c.id, _EVENTS.c.platform, _EVENTS.c.dedupe_key)
     )
+
+
+def _insert(rows: Sequence[WebhookEvent]) -> list[tuple[int, bool]]:
+    """One INSERT … ON CONFLICT DO NOTHING RETURNING for all rows, and one COMMIT (Core,
+    not the ORM's unit of work: this is the deliveries' one durable write).
+
+    A key already stored, or repeated within the batch, is a duplicate: its id is read
+    back in the same transaction. RETURNING promises no order, so rows are matched on
+    (platform, dedupe_key), never by position.
+    """
+    engine = get_engine()
+    keys = [(row.platform, row.dedupe_key) for row in rows]
+    first: dict[tuple[str, str], int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    values = [{name: getattr(rows[i], name) for name in _EVENT_COLUMNS} for i in first.values()]
     with engine.begin() as conn:
-        new_id = conn.execute(statement).scalar_one_or_none()
-        if new_id is not None:
-            return int(new_id), True
-        existing = conn.execute(
-            sa.select(_EVENTS.c.id).where(
-                _EVENTS.c.platform == row.platform, _EVENTS.c.dedupe_key == row.dedupe_key
+        # One statement compiled once per dialect and cached: the rows go as parameters
+        # (SQLAlchemy sends them as one multi-row INSERT, "insertmanyvalues").
+        inserted = {
+            (p, k): int(i)
+            for i, p, k in conn.execute(_insert_statement(engine.dialect.name), values)
+        }
+        missing = [key for key in first if key not in inserted]
+        existing: dict[tuple[str, str], int] = {}
+        if missing:
+            found = conn.execute(
+                sa.select(_EVENTS.c.id, _EVENTS.c.platform, _EVENTS.c.dedupe_key).where(
+                    sa.tuple_(_EVENTS.c.platform, _EVENTS.c.dedupe_key).in_(missing)
+                )
             )
-        ).scalar_one()
-        return int(existing), False
+            existing = {(p, k): int(i) for i, p, k in found}
+    outcomes: list[tuple[int, bool]] = []
+    for index, key in enumerate(keys):
+        if key in inserted:
+            outcomes.append((inserted[key], first[key] == index))
+        else:
+            outcomes.append((existing[key], False))
+    return outcomes
+
+
+_GROUP: GroupCommit[WebhookEvent, Stored] = GroupCommit(_write_rows)
 
 
 def _store_or_none(row: WebhookEvent) -> tuple[int | None, bool]:
