@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook_receiver.deliveries.auth import configured_secrets
@@ -82,7 +83,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_commands(app.cli)
 
     @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(exc: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+    def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
         log.info("webhook.too_large limit=%s", settings.max_body_bytes)
         platform = (request.view_args or {}).get("platform")
         if request.endpoint == "webhooks.receive":
@@ -91,9 +92,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return jsonify(error="too_large", reason=f"body over {settings.max_body_bytes} bytes"), 413
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
         return jsonify(
             error=(exc.name or "error").lower().replace(" ", "_"), reason=exc.description
-        ), exc.code
+        ), exc.code or 500  # an HTTPException raised by hand may carry no code
 
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, abort, render_template, request
+from flask.typing import ResponseReturnValue
 from sqlmodel import Session, select
 
 from webhook_receiver.web.operator_auth import operator_required
@@ -29,7 +30,7 @@ def recent_requests(limit: int = 100, call_id: int | None = None) -> list[DryRun
 
 @bp.get("/dry-run")
 @operator_required
-def page():  # type: ignore[no-untyped-def]
+def page() -> ResponseReturnValue:
     if not get_settings().dry_run:
         abort(404)
     raw = request.args.get("limit", "100")

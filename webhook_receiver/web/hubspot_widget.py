@@ -19,6 +19,7 @@ Every response says ``Cache-Control: no-store``: the page keeps a token, ``/me``
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template
+from flask.typing import ResponseReturnValue
 
 from webhook_receiver.web.agent_page import current_agent
 
@@ -37,12 +38,12 @@ SDK_SCRIPT = "vendor/calling-extensions-sdk-0.9.7.js"
 
 
 @bp.get("/hubspot/widget")
-def widget():  # type: ignore[no-untyped-def]
+def widget() -> ResponseReturnValue:
     return render_template("hubspot_widget.html", sdk_script=SDK_SCRIPT)
 
 
 @bp.get("/hubspot/widget/me")
-def me():  # type: ignore[no-untyped-def]
+def me() -> ResponseReturnValue:
     """The agent a token belongs to, or 403 with the reason (the app's JSON error body)."""
     agent, _ = current_agent()
     return jsonify(email=agent.email, name=agent.name or agent.email)

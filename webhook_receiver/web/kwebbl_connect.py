@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 
 from worker.core.redaction import short_text
 from worker.core.settings import get_settings
@@ -69,7 +70,7 @@ START_AGAIN = (
 
 
 @bp.get(kwebbl_oauth.CONNECT_PATH)
-def start():  # type: ignore[no-untyped-def]
+def start() -> ResponseReturnValue:
     if not kwebbl_oauth.connect_link_is_valid(request.args.get("k", "")):
         log.info("kwebbl.connect_link_refused")
         return _refused(
@@ -103,7 +104,7 @@ def start():  # type: ignore[no-untyped-def]
 
 
 @bp.get(kwebbl_oauth.CALLBACK_PATH)
-def callback():  # type: ignore[no-untyped-def]
+def callback() -> ResponseReturnValue:
     error = request.args.get("error")
     if error:
         # Nothing is exchanged, so the state needs no check to show this page.

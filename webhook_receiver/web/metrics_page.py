@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from webhook_receiver.web.operator_auth import SIGN_IN_HINT, signed_in_operator
@@ -38,7 +39,7 @@ def _bearer_token_ok() -> bool:
 
 
 @bp.get("/metrics")
-def metrics():  # type: ignore[no-untyped-def]
+def metrics() -> ResponseReturnValue:
     if not _bearer_token_ok() and signed_in_operator() is None:
         response = jsonify(
             error="unauthorized",

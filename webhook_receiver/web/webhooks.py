@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from webhook_receiver.deliveries import auth
 from webhook_receiver.deliveries.intake import ingest, keep_unreadable
@@ -37,7 +38,7 @@ bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("callhook.webhook")
 
 
-def refuse(status: int, key: str, reason: str, platform: str, **extra: Any):  # type: ignore[no-untyped-def]
+def refuse(status: int, key: str, reason: str, platform: str, **extra: Any) -> ResponseReturnValue:
     log.info("%s platform=%s status=%s reason=%s", key, platform, status, reason)
     # A platform the URL names but no mapping knows is counted as "unknown": the URL's
     # text as a label would let anyone create metrics without end.
@@ -51,7 +52,7 @@ def _platforms() -> dict[str, PlatformMapping]:
 
 
 @bp.route("/webhooks/<platform>", methods=["POST", "GET"])
-def receive(platform: str):  # type: ignore[no-untyped-def]
+def receive(platform: str) -> ResponseReturnValue:
     mapping = _platforms().get(platform)
     if mapping is None:
         return refuse(

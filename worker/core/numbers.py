@@ -16,6 +16,7 @@ valid or merely possible, E.164 or display form). Here each rule is written once
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -48,6 +49,16 @@ def is_plausible_number(number: phonenumbers.PhoneNumber) -> bool:
 
 
 def to_e164(raw: object, region: str) -> str | None:
+    """Normalise a phone number to E.164 (`_to_e164`), remembering the last few thousand.
+
+    Parsing costs more than the rest of mapping a delivery, and the same numbers come
+    back all day (the company's own lines, agents' extensions, callers calling again).
+    """
+    return _to_e164(str(raw), region)
+
+
+@functools.lru_cache(maxsize=8192)
+def _to_e164(raw: str, region: str) -> str | None:
     """Normalise a phone number to E.164, or None when it is not a public number.
 
     Several platforms (Kavkom among them) send international numbers without the

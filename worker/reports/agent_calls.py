@@ -106,8 +106,8 @@ def _shown_to(session: Session, email: str, start: datetime, end: datetime) -> s
         return ids
     legs = session.exec(
         select(Call.id, Call.merged_into).where(
-            Call.id.in_(ids),  # type: ignore[union-attr]
-            Call.merged_into.is_not(None),  # type: ignore[union-attr]
+            col(Call.id).in_(ids),
+            col(Call.merged_into).is_not(None),
         )
     ).all()
     for leg, root in legs:
@@ -141,7 +141,7 @@ def may_wrap_up(session: Session, call: Call, agent: Agent, agents: AgentDirecto
     legs = session.exec(select(Call.id).where(Call.merged_into == call.id)).all()
     shown = session.exec(
         select(CallPop.id).where(
-            CallPop.call_id.in_([call.id, *legs]),  # type: ignore[attr-defined]
+            col(CallPop.call_id).in_([call.id, *legs]),
             CallPop.agent_email == agent.email.lower(),
         )
     ).first()
@@ -198,14 +198,14 @@ def _contact_names(session: Session, calls: list[Call]) -> dict[int, str]:
     if missing:
         rows = session.exec(
             select(CallPop.call_id, CallPop.contact_name).where(
-                CallPop.call_id.in_(missing),  # type: ignore[attr-defined]
-                CallPop.contact_name.is_not(None),  # type: ignore[union-attr]
+                col(CallPop.call_id).in_(missing),
+                col(CallPop.contact_name).is_not(None),
             )
         ).all()
         for call_id, name in rows:
             if name:
                 names.setdefault(call_id, name)
-    return names  # type: ignore[return-value]
+    return names
 
 
 def _is_missed(call: Call) -> bool:
@@ -229,8 +229,8 @@ def _missed_to_call_back(
     later = session.exec(
         select(Call)
         .where(
-            Call.external_number.in_(numbers),  # type: ignore[union-attr]
-            Call.merged_into.is_(None),  # type: ignore[union-attr]
+            col(Call.external_number).in_(numbers),
+            col(Call.merged_into).is_(None),
             _when_column() >= first,
         )
         .order_by(_when_column())
@@ -288,7 +288,7 @@ def day_view(
         rows = session.exec(
             select(Call)
             .where(
-                Call.merged_into.is_(None),  # type: ignore[union-attr]
+                col(Call.merged_into).is_(None),
                 sa.or_(
                     sa.and_(col(Call.started_at) >= start, col(Call.started_at) < end),
                     sa.and_(
@@ -297,9 +297,9 @@ def day_view(
                         col(Call.ended_at) < end,
                     ),
                 ),
-                sa.or_(_theirs(agent), Call.id.in_(shown) if shown else sa.false()),  # type: ignore[union-attr]
+                sa.or_(_theirs(agent), col(Call.id).in_(shown) if shown else sa.false()),
             )
-            .order_by(when_col.desc(), Call.id.desc())  # type: ignore[union-attr]
+            .order_by(when_col.desc(), col(Call.id).desc())
             .limit(MAX_CALLS + 1)
         ).all()
         truncated = len(rows) > MAX_CALLS

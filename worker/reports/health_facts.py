@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.core.db import get_engine
 from worker.core.metrics import _PRIORITY_SUFFIXES, HUBSPOT_REQUESTS, QUEUES
@@ -179,7 +179,7 @@ def _outbox() -> Outbox:
         count, oldest = session.exec(
             select(sa.func.count(), sa.func.min(WebhookEvent.received_at)).where(
                 WebhookEvent.status == EventStatus.PENDING,
-                WebhookEvent.enqueued_at.is_(None),  # type: ignore[union-attr]
+                col(WebhookEvent.enqueued_at).is_(None),
             )
         ).one()
     return Outbox(int(count or 0), oldest)
@@ -189,7 +189,7 @@ def _syncs_429_since(since: datetime) -> int:
     with Session(get_engine()) as session:
         count = session.exec(
             select(sa.func.count()).where(
-                CrmSyncAttempt.at >= since,  # type: ignore[operator]
+                col(CrmSyncAttempt.at) >= since,
                 CrmSyncAttempt.http_status == 429,
             )
         ).one()

@@ -208,7 +208,7 @@ def calls_to_sync(grace: timedelta) -> list[int]:
     with session_scope() as session:
         stmt = select(Call.id).where(
             Call.crm_status == CrmStatus.PENDING,
-            Call.merged_into.is_(None),  # type: ignore[union-attr]
+            col(Call.merged_into).is_(None),
             Call.updated_at < now - grace,
             (Call.crm_lease_until.is_(None)) | (Call.crm_lease_until < now),  # type: ignore[union-attr,operator]
         )
@@ -241,7 +241,7 @@ def close_unended(after: timedelta, limit: int = 200) -> list[int]:
             select(Call)
             .where(
                 Call.ended == False,  # noqa: E712
-                Call.merged_into.is_(None),  # type: ignore[union-attr]
+                col(Call.merged_into).is_(None),
                 Call.updated_at < now - after,
             )
             .order_by(col(Call.id))

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import redis
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.core.agents import Agent, AgentDirectory
 from worker.core.db import get_engine, session_scope
@@ -177,7 +177,7 @@ def last_call(
             Call.external_number == call.external_number,
             Call.id != call.id,
             Call.ended,
-            Call.merged_into.is_(None),  # type: ignore[union-attr]
+            col(Call.merged_into).is_(None),
             Call.crm_status != CrmStatus.MERGED,
         )
         .order_by(Call.ended_at.desc())  # type: ignore[union-attr]
@@ -389,7 +389,7 @@ def deal_for_card(
     key = f"callhook:deal:{contact_id}"
     cached = client.get(key)
     if cached is not None:
-        return json.loads(cached)  # type: ignore[no-any-return]
+        return json.loads(cached)
     found = crm.open_deal(contact_id)
     deal = None
     if found is not None:
