@@ -358,7 +358,7 @@ def test_retry_all_queues_every_failed_call(app) -> None:  # type: ignore[no-unt
 
 
 def test_bodies_are_shown_without_secret_looking_values() -> None:
-    from webhook_receiver.web.console.problems import redacted_body
+    from webhook_receiver.web.console.redacted import redacted_body
 
     shown = redacted_body(
         json.dumps({"call": {"auth_token": "t0k3n-value", "from": "+336"}, "apiKey": "k3y"}),

@@ -29,7 +29,7 @@ def listen_kavkom() -> None:
 
     Each call message is stored, deduplicated, mapped and logged as a webhook would be.
     """
-    from webhook_receiver.listeners.kavkom_ws import live_endpoints, parse_extensions, run
+    from webhook_receiver.listeners.kavkom import live_endpoints, parse_extensions, run
 
     settings = settings_or_exit()
     token = settings.kavkom_refresh_token

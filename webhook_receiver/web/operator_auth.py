@@ -70,10 +70,21 @@ def operator_required(view: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
+def wants_html() -> bool:
+    """Whether the client is a browser (answer with a page) rather than a script (JSON).
+
+    The one rule for every operator answer (this sign-in, the console's buttons): HTML only
+    when the Accept header prefers it to JSON; a tie (``*/*``, or no Accept at all) goes to
+    JSON. Browsers always name ``text/html`` first, on a link and on a form post alike
+    (``*/*`` only at a lower quality); ``*/*`` alone is what curl, ``requests`` and most
+    HTTP libraries send, and a script needs the status code and a JSON reason, not a
+    redirect to a page with a flashed message.
+    """
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 def _sign_in_needed() -> Response:
-    # A browser asks for HTML first (and */* at a lower quality); an API client for JSON
-    # or anything: ties go to JSON.
-    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+    if wants_html():
         response = make_response(render_template("operator_sign_in.html", hint=SIGN_IN_HINT), 401)
     else:
         response = jsonify(error="sign_in_required", reason=SIGN_IN_HINT)

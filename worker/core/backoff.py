@@ -2,7 +2,7 @@
 
 The CRM sync's Celery retries (``worker/tasks/celery_tasks.py``) and the Kavkom listener's
 reconnects
-(``webhook_receiver/listeners/kavkom_ws.py``) used to compute it each their own way; the
+(``webhook_receiver/listeners/kavkom/``) used to compute it each their own way; the
 rule is the same, so it is written once.
 """
 

@@ -1,8 +1,8 @@
 """Hiding credentials in text before anyone sees it: one home for what every page shares.
 
 Four places show or send text a platform or a library produced: the call story page
-(``worker/reports/call_story.py``), the problems page
-(``webhook_receiver/web/console/problems.py``),
+(``worker/reports/call_story/``), the problems page
+(``webhook_receiver/web/console/redacted.py``),
 the click-to-call clients' error messages (``worker/telephony/*``) and Sentry reports
 (``worker/core/error_reporting.py``). They used to carry their own copies of the same three
 ideas, and the copies drifted (one masked ``hmac`` keys, another did not). Here they are

@@ -33,7 +33,7 @@ from websockets.sync.client import connect as sync_connect
 from tests.conftest import ROOT, Environment, load_fixture, wait_until
 from tests.platforms.kavkom.fake_live import FakeKavkomLive
 from webhook_receiver.cli.platforms import listen
-from webhook_receiver.listeners.kavkom_ws import (
+from webhook_receiver.listeners.kavkom import (
     Backoff,
     KavkomListener,
     live_endpoints,

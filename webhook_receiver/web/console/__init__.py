@@ -2,7 +2,9 @@
 
 Server-rendered pages under ``/admin``, each behind the operator sign-in
 (``webhook_receiver/web/operator_auth.py``). One module per page family, each with its own
-blueprint; the templates live in ``templates/console/`` and extend ``console/base.html``.
+blueprint; the Problems page's buttons have theirs (``failed_syncs``: Retry; ``replay``:
+Replay) and the mapping sandbox its own. The templates live in ``templates/console/`` and
+extend ``console/base.html``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,27 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from webhook_receiver.web.console import agents, calls, health, problems
+from webhook_receiver.web.console import (
+    agents,
+    calls,
+    failed_syncs,
+    health,
+    problems,
+    replay,
+    sandbox,
+)
 from worker.core.numbers import display
 from worker.core.settings import get_settings
 
-BLUEPRINTS: tuple[Blueprint, ...] = (calls.bp, problems.bp, health.bp, agents.bp)
+BLUEPRINTS: tuple[Blueprint, ...] = (
+    calls.bp,
+    problems.bp,
+    failed_syncs.bp,
+    replay.bp,
+    sandbox.bp,
+    health.bp,
+    agents.bp,
+)
 
 # The console's sections, in the navigation's order: (endpoint, label).
 NAV: tuple[tuple[str, str], ...] = (

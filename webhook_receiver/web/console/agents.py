@@ -14,6 +14,7 @@ proposed agents.yaml additions as a diff to copy. Nothing here writes agents.yam
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,13 +33,16 @@ from flask import (
 )
 from sqlmodel import select
 
-from webhook_receiver.web.agent_page import open_pages
+# The presence key is agent_page's (one place for its format); the count is read here, for
+# every agent in one pipeline, as `agent_page.open_pages` reads it for one.
+from webhook_receiver.web.agent_page import _presence_key
 from webhook_receiver.web.operator_auth import operator_required, signed_in_operator
 from worker.core.agent_links import AGENT, create_link, lifetime
 from worker.core.agent_links import revoke as revoke_links
 from worker.core.agents import Agent, AgentDirectory
 from worker.core.db import session_scope
 from worker.core.models import AgentLink, CallPop, utcnow
+from worker.core.redis_conn import connect
 from worker.core.settings import get_settings
 from worker.reports.agent_discovery import Owners, agents_file, hubspot_owners
 from worker.reports.agent_discovery import discover as run_discovery
@@ -132,12 +136,14 @@ def _pops(rows: list[AgentRow]) -> None:
 def _rows() -> tuple[list[AgentRow], Owners]:
     settings = get_settings()
     owners = hubspot_owners(settings, timeout_s=OWNER_TIMEOUT_S)
+    listed = list(_directory().agents)
+    pages = _open_pages([agent.email for agent in listed])
     rows = []
-    for agent in _directory().agents:
+    for agent, open_now in zip(listed, pages, strict=True):
         owner, state = _owner(agent, owners)
         identities = [(p, ", ".join(str(i) for i in ids)) for p, ids in agent.extensions.items()]
         dial = f"{agent.dial.platform} {agent.dial.id}" if agent.dial else ""
-        rows.append(AgentRow(agent, identities, dial, owner, state, _open_pages(agent.email)))
+        rows.append(AgentRow(agent, identities, dial, owner, state, open_now))
     _links(rows)
     _pops(rows)
     return rows, owners
@@ -215,9 +221,16 @@ def discover() -> Response:
     return response
 
 
-def _open_pages(email: str) -> int | None:
-    """Open agent pages on every web process; None when Redis cannot say."""
+def _open_pages(emails: list[str]) -> list[int | None]:
+    """Each agent's open agent pages on every web process, in one round trip to Redis
+    (a page of many agents must not cost one each); None for all when Redis cannot say."""
+    if not emails:
+        return []
     try:
-        return open_pages(email)
+        pipe = connect().pipeline(transaction=False)
+        now = time.time()
+        for email in emails:
+            pipe.zcount(_presence_key(email), now, "+inf")
+        return [int(count) for count in pipe.execute()]
     except redis.RedisError:
-        return None
+        return [None] * len(emails)

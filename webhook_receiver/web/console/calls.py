@@ -1,6 +1,6 @@
 """Console pages: the calls list (``/admin/calls``) and one call's story (``/admin/calls/<id>``).
 
-The queries and the verdict live in ``worker/reports/call_story.py``; this module turns request
+The queries and the verdict live in ``worker/reports/call_story/``; this module turns request
 parameters into a search, a bad one into a 400 with its reason, a merged leg into a
 redirect to its call, and hands the rest to the templates.
 """
