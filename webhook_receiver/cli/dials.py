@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import click
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from webhook_receiver.cli.support import settings_or_exit
 from worker.telephony.dialing import RESULTS
@@ -59,7 +59,7 @@ def dials_list(agent_email: str | None, result: str | None, limit: int) -> None:
     from worker.core.models import DialAttempt
 
     settings_or_exit()
-    stmt = select(DialAttempt).order_by(DialAttempt.id.desc()).limit(limit)  # type: ignore[union-attr]
+    stmt = select(DialAttempt).order_by(col(DialAttempt.id).desc()).limit(limit)
     if agent_email:
         stmt = stmt.where(DialAttempt.agent_email == agent_email.strip().lower())
     if result:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from webhook_receiver.cli.agents_discover import discover_command
 from webhook_receiver.cli.dials import dials
@@ -320,8 +320,8 @@ def calls_list(status: str | None, limit: int) -> None:
     with Session(get_engine()) as session:
         stmt = (
             select(Call)
-            .where(Call.merged_into.is_(None))  # type: ignore[union-attr]
-            .order_by(Call.id.desc())  # type: ignore[union-attr]
+            .where(col(Call.merged_into).is_(None))
+            .order_by(col(Call.id).desc())
             .limit(limit)
         )
         if status:
@@ -372,7 +372,7 @@ def events_list(status: str | None, limit: int) -> None:
 
     settings_or_exit()
     with Session(get_engine()) as session:
-        stmt = select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(limit)  # type: ignore[union-attr]
+        stmt = select(WebhookEvent).order_by(col(WebhookEvent.id).desc()).limit(limit)
         if status:
             stmt = stmt.where(WebhookEvent.status == status)
         for e in session.exec(stmt):

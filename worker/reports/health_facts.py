@@ -165,7 +165,7 @@ def _last_deliveries(
             row = session.exec(
                 select(WebhookEvent.received_at, WebhookEvent.status)
                 .where(WebhookEvent.platform == platform)
-                .order_by(WebhookEvent.id.desc())  # type: ignore[union-attr]
+                .order_by(col(WebhookEvent.id).desc())
                 .limit(1)
             ).first()
             last_at, status = (row[0], row[1]) if row else (None, None)

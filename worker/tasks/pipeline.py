@@ -195,8 +195,11 @@ def events_to_enqueue(grace: timedelta, stale: timedelta) -> list[int]:
         stmt = select(WebhookEvent.id).where(
             WebhookEvent.status == EventStatus.PENDING,
             (
-                (WebhookEvent.enqueued_at.is_(None) & (WebhookEvent.received_at < now - grace))  # type: ignore[union-attr]
-                | (WebhookEvent.enqueued_at < now - stale)  # type: ignore[operator]
+                (
+                    col(WebhookEvent.enqueued_at).is_(None)
+                    & (col(WebhookEvent.received_at) < now - grace)
+                )
+                | (col(WebhookEvent.enqueued_at) < now - stale)
             ),
         )
         return [i for i in session.exec(stmt.order_by(col(WebhookEvent.id)).limit(1000)) if i]
@@ -210,7 +213,7 @@ def calls_to_sync(grace: timedelta) -> list[int]:
             Call.crm_status == CrmStatus.PENDING,
             col(Call.merged_into).is_(None),
             Call.updated_at < now - grace,
-            (Call.crm_lease_until.is_(None)) | (Call.crm_lease_until < now),  # type: ignore[union-attr,operator]
+            (col(Call.crm_lease_until).is_(None)) | (col(Call.crm_lease_until) < now),
         )
         return [i for i in session.exec(stmt.order_by(col(Call.id)).limit(1000)) if i]
 
@@ -222,7 +225,7 @@ def mark_enqueued(event_ids: list[int]) -> None:
     with session_scope() as session:
         session.exec(
             update(WebhookEvent)
-            .where(WebhookEvent.id.in_(event_ids))  # type: ignore[union-attr]
+            .where(col(WebhookEvent.id).in_(event_ids))
             .values(enqueued_at=utcnow())
         )
 

@@ -180,7 +180,7 @@ def last_call(
             col(Call.merged_into).is_(None),
             Call.crm_status != CrmStatus.MERGED,
         )
-        .order_by(Call.ended_at.desc())  # type: ignore[union-attr]
+        .order_by(col(Call.ended_at).desc())
         .limit(1)
     ).first()
     if previous is None:
