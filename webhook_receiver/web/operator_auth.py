@@ -30,6 +30,7 @@ from flask import (
     render_template,
     request,
 )
+from flask.typing import ResponseReturnValue
 
 from worker.core.agent_links import OPERATOR, LinkHolder, holder
 from worker.core.models import utcnow
@@ -100,7 +101,7 @@ def _local_path(target: str | None) -> str:
 
 
 @bp.get("/admin/signin")
-def sign_in():  # type: ignore[no-untyped-def]
+def sign_in() -> ResponseReturnValue:
     token = request.args.get("t", "")
     found = holder(token, OPERATOR)
     if found is None:
@@ -122,7 +123,7 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/signout")
 @operator_required
-def sign_out():  # type: ignore[no-untyped-def]
+def sign_out() -> ResponseReturnValue:
     response = redirect("/admin", code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -130,7 +131,7 @@ def sign_out():  # type: ignore[no-untyped-def]
 
 @bp.get("/admin")
 @operator_required
-def home():  # type: ignore[no-untyped-def]
+def home() -> ResponseReturnValue:
     operator = signed_in_operator()
     assert operator is not None
     return render_template("console/home.html", counts=_overview_counts())

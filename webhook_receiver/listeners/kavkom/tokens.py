@@ -147,7 +147,7 @@ class TokenRequest:
         if not isinstance(token, str) or not token.strip():
             raise AccessUnavailable("acquire-access answered without a token")
         redactor.secrets.add(token)
-        expires_at = parse_expiry(payload.get("expiresAt"))  # type: ignore[union-attr]
+        expires_at = parse_expiry(payload.get("expiresAt"))
         if expires_at is not None:
             expires_at += _clock_skew(response.headers.get("Date"))
         if expires_at is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from webhook_receiver.deliveries.auth import configured_secrets
 from webhook_receiver.web.operator_auth import operator_required
@@ -53,7 +54,7 @@ def _problems_url() -> str | None:
 
 @bp.get("/calls")
 @operator_required
-def calls():  # type: ignore[no-untyped-def]
+def calls() -> ResponseReturnValue:
     form = {k: request.args.get(k, "")[:200] for k in call_story.FILTER_PARAMS}
     try:
         filters = call_story.parse_filters(request.args, _platforms())
@@ -85,7 +86,7 @@ def _calls_page(
 
 @bp.get("/calls/<int:call_id>")
 @operator_required
-def call(call_id: int):  # type: ignore[no-untyped-def]
+def call(call_id: int) -> ResponseReturnValue:
     root, moved = call_story.root_of(call_id)
     if root is None:
         abort(404, description=f"no call #{call_id}")

@@ -12,7 +12,8 @@ import time
 
 import sqlalchemy as sa
 from flask import Blueprint
-from sqlmodel import Session, select
+from flask.typing import ResponseReturnValue
+from sqlmodel import Session, col, select
 
 from webhook_receiver.web.console.answers import BULK_SECONDS, MAX_BULK, answer
 from webhook_receiver.web.operator_auth import operator_required
@@ -37,7 +38,7 @@ def failed_calls(session: Session) -> tuple[list[Call], int]:
 
 @bp.post("/calls/<int:call_id>/retry", endpoint="retry_call")
 @operator_required
-def retry_call_view(call_id: int):  # type: ignore[no-untyped-def]
+def retry_call_view(call_id: int) -> ResponseReturnValue:
     try:
         message = retry_call(call_id)
     except LookupError as exc:
@@ -49,12 +50,12 @@ def retry_call_view(call_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/problems/retry-all")
 @operator_required
-def retry_all_failed():  # type: ignore[no-untyped-def]
+def retry_all_failed() -> ResponseReturnValue:
     with Session(get_engine()) as session:
         ids = session.exec(
             select(Call.id)
-            .where(Call.crm_status == CrmStatus.FAILED, Call.merged_into.is_(None))  # type: ignore[union-attr]
-            .order_by(Call.id)
+            .where(Call.crm_status == CrmStatus.FAILED, col(Call.merged_into).is_(None))
+            .order_by(col(Call.id))
             .limit(MAX_BULK)
         ).all()
     done, skipped, started = 0, 0, time.monotonic()

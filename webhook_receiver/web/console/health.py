@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import Blueprint, current_app, render_template
+from flask.typing import ResponseReturnValue
 
 from webhook_receiver.web.operator_auth import operator_required
 from worker.core.models import utcnow
@@ -44,7 +45,7 @@ def span(delta: timedelta | None) -> str:
 
 @bp.get("/health")
 @operator_required
-def health():  # type: ignore[no-untyped-def]
+def health() -> ResponseReturnValue:
     platforms = current_app.extensions["callhook.mappings"].platforms
     facts = health_facts(platforms)
     return render_template(

@@ -10,6 +10,7 @@ back here (`answers.py`).
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
+from flask.typing import ResponseReturnValue
 from sqlmodel import Session
 
 from webhook_receiver.web.console.answers import MAX_BULK
@@ -30,7 +31,7 @@ def _loaded_files() -> MappingFiles:
 
 @bp.get("/problems")
 @operator_required
-def problems():  # type: ignore[no-untyped-def]
+def problems() -> ResponseReturnValue:
     secrets = known_secrets(_loaded_files())
     with Session(get_engine()) as session:
         calls, calls_total = failed_calls(session)

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from flask import Blueprint, request
-from sqlmodel import Session, select
+from flask.typing import ResponseReturnValue
+from sqlmodel import Session, col, select
 
 from webhook_receiver.deliveries.replay import replay_event
 from webhook_receiver.web.console.answers import BULK_SECONDS, MAX_BULK, answer
@@ -27,7 +28,7 @@ bp = Blueprint("console_replay", __name__, url_prefix="/admin")
 
 @bp.post("/events/<int:event_id>/replay", endpoint="replay_event")
 @operator_required
-def replay_event_view(event_id: int):  # type: ignore[no-untyped-def]
+def replay_event_view(event_id: int) -> ResponseReturnValue:
     try:
         message = replay_event(event_id)
     except ConfigError as exc:
@@ -88,7 +89,7 @@ class _Tally:
 
 @bp.post("/problems/replay")
 @operator_required
-def replay_group():  # type: ignore[no-untyped-def]
+def replay_group() -> ResponseReturnValue:
     """Replay one group (platform + reason), oldest first, bounded in count and time.
 
     The group shares one reason, so when its first delivery still cannot be mapped the
@@ -105,9 +106,9 @@ def replay_group():  # type: ignore[no-untyped-def]
                 .where(
                     WebhookEvent.platform == platform,
                     reason_filter(reason),
-                    WebhookEvent.status.in_(PROBLEM_STATUSES),  # type: ignore[attr-defined]
+                    col(WebhookEvent.status).in_(PROBLEM_STATUSES),
                 )
-                .order_by(WebhookEvent.id)  # type: ignore[arg-type]
+                .order_by(col(WebhookEvent.id))
                 .limit(MAX_BULK)
             ).all()
         ]

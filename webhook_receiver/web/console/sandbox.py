@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from sqlmodel import Session
 
 from webhook_receiver.deliveries.sandbox import FORMAT_LABELS, FORMATS, TryResult, try_payload
@@ -66,7 +67,7 @@ def _from_event(event_id: str, secrets: list[str]) -> dict[str, Any]:
 
 @bp.route("/sandbox", methods=["GET", "POST"])
 @operator_required
-def sandbox():  # type: ignore[no-untyped-def]
+def sandbox() -> ResponseReturnValue:
     settings = get_settings()
     files, files_problem = _fresh_files()
     form: dict[str, Any] = {"platform": "", "fmt": "json", "payload": "", "notice": None}
