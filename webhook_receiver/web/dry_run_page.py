@@ -10,7 +10,7 @@ import json
 
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from webhook_receiver.web.operator_auth import operator_required
 from worker.core.db import get_engine
@@ -22,7 +22,7 @@ bp = Blueprint("dry_run", __name__)
 
 def recent_requests(limit: int = 100, call_id: int | None = None) -> list[DryRunRequest]:
     with Session(get_engine()) as session:
-        stmt = select(DryRunRequest).order_by(DryRunRequest.id.desc()).limit(limit)  # type: ignore[union-attr]
+        stmt = select(DryRunRequest).order_by(col(DryRunRequest.id).desc()).limit(limit)
         if call_id is not None:
             stmt = stmt.where(DryRunRequest.call_id == call_id)
         return list(session.exec(stmt))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import (
@@ -31,6 +31,7 @@ from flask import (
     request,
 )
 from flask.typing import ResponseReturnValue
+from sqlmodel import col
 
 from worker.core.agent_links import OPERATOR, LinkHolder, holder
 from worker.core.models import utcnow
@@ -68,7 +69,7 @@ def operator_required(view: F) -> F:
             abort(403, description="cross-site request refused")
         return view(*args, **kwargs)
 
-    return wrapped  # type: ignore[return-value]
+    return cast(F, wrapped)  # functools.wraps: the same view, behind the sign-in check
 
 
 def wants_html() -> bool:
@@ -148,18 +149,18 @@ def _overview_counts() -> dict[str, int]:
     from worker.core.models import Call, CrmStatus, EventStatus, WebhookEvent
 
     midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
-    top = Call.merged_into.is_(None)  # type: ignore[union-attr]
+    top = col(Call.merged_into).is_(None)
     with Session(get_engine()) as session:
 
         def count(*where: Any, model: Any = Call) -> int:
             return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
 
         return {
-            "calls_today": count(top, Call.started_at >= midnight),  # type: ignore[operator]
+            "calls_today": count(top, col(Call.started_at) >= midnight),
             "logged_today": count(
                 top,
-                Call.started_at >= midnight,  # type: ignore[operator]
-                Call.crm_status.in_((CrmStatus.SYNCED, CrmStatus.DRY_RUN)),  # type: ignore[attr-defined]
+                col(Call.started_at) >= midnight,
+                col(Call.crm_status).in_((CrmStatus.SYNCED, CrmStatus.DRY_RUN)),
             ),
             "failed": count(top, Call.crm_status == CrmStatus.FAILED),
             "unmapped": count(WebhookEvent.status == EventStatus.UNMAPPED, model=WebhookEvent),

@@ -31,7 +31,7 @@ from flask import (
     request,
     url_for,
 )
-from sqlmodel import select
+from sqlmodel import col, select
 
 # The presence key is agent_page's (one place for its format); the count is read here, for
 # every agent in one pipeline, as `agent_page.open_pages` reads it for one.
@@ -103,8 +103,8 @@ def _links(rows: list[AgentRow]) -> None:
         links = session.exec(
             select(AgentLink).where(
                 AgentLink.role == AGENT,
-                AgentLink.revoked_at.is_(None),  # type: ignore[union-attr]
-                AgentLink.email.in_(list(by_email)),  # type: ignore[attr-defined]
+                col(AgentLink.revoked_at).is_(None),
+                col(AgentLink.email).in_(list(by_email)),
             )
         ).all()
         for link in links:
@@ -124,7 +124,7 @@ def _pops(rows: list[AgentRow]) -> None:
             found = session.exec(
                 select(CallPop)
                 .where(CallPop.agent_email == row.agent.email.lower())
-                .order_by(CallPop.shown_at.desc(), CallPop.id.desc())  # type: ignore[attr-defined,union-attr]
+                .order_by(col(CallPop.shown_at).desc(), col(CallPop.id).desc())
                 .limit(RECENT_POPS)
             ).all()
             row.pops = [

@@ -28,10 +28,10 @@ MAX_FAILED_CALLS = 100
 
 def failed_calls(session: Session) -> tuple[list[Call], int]:
     """The latest failed calls (merged legs aside), and how many there are in all."""
-    where = (Call.crm_status == CrmStatus.FAILED, Call.merged_into.is_(None))  # type: ignore[union-attr]
+    where = (col(Call.crm_status) == CrmStatus.FAILED, col(Call.merged_into).is_(None))
     total = session.exec(select(sa.func.count()).select_from(Call).where(*where)).one()
     rows = session.exec(
-        select(Call).where(*where).order_by(Call.id.desc()).limit(MAX_FAILED_CALLS)  # type: ignore[union-attr]
+        select(Call).where(*where).order_by(col(Call.id).desc()).limit(MAX_FAILED_CALLS)
     ).all()
     return list(rows), int(total or 0)
 

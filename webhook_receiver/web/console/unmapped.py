@@ -45,7 +45,9 @@ class Group:
 
 def reason_filter(reason: str | None) -> Any:
     """The deliveries of one group: its reason, or none recorded."""
-    return WebhookEvent.error.is_(None) if reason is None else WebhookEvent.error == reason  # type: ignore[union-attr]
+    return (
+        col(WebhookEvent.error).is_(None) if reason is None else col(WebhookEvent.error) == reason
+    )
 
 
 def groups(session: Session, secrets: list[str]) -> list[Group]:
@@ -53,7 +55,7 @@ def groups(session: Session, secrets: list[str]) -> list[Group]:
     failed = sa.func.sum(sa.case((col(WebhookEvent.status) == EventStatus.FAILED, 1), else_=0))
     last = sa.func.max(WebhookEvent.received_at)
     rows = session.exec(
-        select(  # type: ignore[call-overload]
+        select(  # type: ignore[call-overload]  # sqlmodel types select() for up to 4 columns
             WebhookEvent.platform,
             WebhookEvent.error,
             sa.func.count(),
@@ -61,7 +63,7 @@ def groups(session: Session, secrets: list[str]) -> list[Group]:
             sa.func.min(WebhookEvent.received_at),
             last,
         )
-        .where(WebhookEvent.status.in_(PROBLEM_STATUSES))  # type: ignore[attr-defined]
+        .where(col(WebhookEvent.status).in_(PROBLEM_STATUSES))
         .group_by(WebhookEvent.platform, WebhookEvent.error)
         .order_by(last.desc())
         .limit(MAX_GROUPS)
@@ -82,7 +84,7 @@ def _deliveries(
     """The group's latest deliveries, each body read only as far as its preview needs
     (bodies run to MAX_BODY_BYTES, and a page lists up to a thousand of them)."""
     rows = session.exec(
-        select(  # type: ignore[call-overload]
+        select(  # type: ignore[call-overload]  # sqlmodel types select() for up to 4 columns
             WebhookEvent.id,
             WebhookEvent.received_at,
             WebhookEvent.status,
@@ -94,9 +96,9 @@ def _deliveries(
         .where(
             WebhookEvent.platform == platform,
             reason_filter(reason),
-            WebhookEvent.status.in_(PROBLEM_STATUSES),  # type: ignore[attr-defined]
+            col(WebhookEvent.status).in_(PROBLEM_STATUSES),
         )
-        .order_by(WebhookEvent.id.desc())  # type: ignore[union-attr]
+        .order_by(col(WebhookEvent.id).desc())
         .limit(DELIVERIES_PER_GROUP)
     ).all()
     return [
