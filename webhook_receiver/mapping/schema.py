@@ -8,7 +8,7 @@ silently stays empty.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from webhook_receiver.mapping import expressions
 from worker.core.events import Stage
 
-TRANSFORMS = (
+Transform = Literal[
     "str",
     "json",
     "int",
@@ -31,7 +31,8 @@ TRANSFORMS = (
     "milliseconds",
     "minutes",
     "hms",
-)
+]
+TRANSFORMS: tuple[str, ...] = get_args(Transform)
 
 
 class Strict(BaseModel):
@@ -47,7 +48,7 @@ class FieldSpec(Strict):
     template: str | None = None
     # A Jinja expression over the payload's keys: `phone_a if is_incoming else phone_b`.
     expr: str | None = None
-    type: Literal[TRANSFORMS] | None = None  # type: ignore[valid-type]
+    type: Transform | None = None
     regex: str | None = None
     map: dict[str, Any] | None = None
     default: Any = None

@@ -41,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     # Signs Flask's session cookie, which carries only the console's one-shot messages.
     app.secret_key = "flask-session:" + settings.signing_key()
+    # Flask's documented way to wrap its WSGI app (mypy sees a method being replaced).
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     if test_config:
         app.config.update(test_config)

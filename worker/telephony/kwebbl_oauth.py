@@ -281,8 +281,8 @@ def _pair(response: requests.Response) -> TokenPair | None:
     if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
         return None
     try:
-        expires_in = int(body.get("expires_in"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        expires_in = int(body["expires_in"])
+    except (KeyError, TypeError, ValueError):
         expires_in = DEFAULT_EXPIRES_IN_S
     return TokenPair(access, refresh, max(expires_in, 0))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydantic import SecretStr
+
 from worker.core.agents import Agent
 from worker.core.settings import Settings
 from worker.telephony.base import ClickToCall, ClickToCallError
@@ -18,8 +20,8 @@ from worker.telephony.kwebbl import KwebblClickToCall
 from worker.telephony.uis import UisClickToCall
 
 
-def _secret(value: object) -> str:
-    return value.get_secret_value() if value is not None else ""  # type: ignore[attr-defined]
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def _kavkom(s: Settings) -> ClickToCall | None:
