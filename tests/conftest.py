@@ -378,12 +378,18 @@ def stack(
 
 
 @pytest.fixture
-def client(stack: dict[str, Any], hubspot: FakeHubSpot):  # type: ignore[no-untyped-def]
+def client(stack_app: Any, hubspot: FakeHubSpot):  # type: ignore[no-untyped-def]
+    hubspot.reset()
+    return stack_app.test_client()
+
+
+@pytest.fixture(scope="module")
+def stack_app(stack: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The receiver app, built once per module on its stack (a test that changes the
+    environment builds its own with `create_app`)."""
     from webhook_receiver.web import create_app
 
-    hubspot.reset()
-    app = create_app({"TESTING": True})
-    return app.test_client()
+    return create_app({"TESTING": True})
 
 
 def load_fixture(platform: str, name: str) -> bytes:
