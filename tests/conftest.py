@@ -61,7 +61,7 @@ TEST_SECRET_KEY = "tests-only-signing-key-0123456789abcdef"
 # server, Chromium, a Procfile deployment): it is `e2e`. The rest is the quick tier,
 # `pytest -m "not e2e"`, for the inner loop (README: "Tests").
 E2E_FIXTURES = {"stack", "client", "live_server", "server", "browser", "deployment"}
-E2E_MODULES = ("test_procfile_", "test_mixed_day", "test_serve")
+E2E_MODULES = ("test_procfile_", "test_mixed_day", "test_serve", "test_agent_streams_gunicorn")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
