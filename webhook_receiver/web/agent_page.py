@@ -19,14 +19,17 @@ Links expire (``worker.core.agent_links``). An open page asks ``POST /agent/toke
 then at least daily; past half its lifetime the token is swapped for a fresh one, so a
 page in daily use never meets its expiry.
 
-Each open page holds one gunicorn thread (gthread workers). So that pages can never take
-the threads webhooks need, a process serves at most WEB_THREADS - WEBHOOK_THREADS
-streams; past that a page gets 503 with Retry-After and its script reconnects later
-(possibly to another process). Size WEB_CONCURRENCY * (WEB_THREADS - WEBHOOK_THREADS)
-above the number of agents online. And so that one agent (or one leaked link) cannot
-take them all, one agent holds at most AGENT_STREAMS_PER_AGENT of them in a process;
-past that their new page gets 429. A closed page frees its slot at the stream's next
-write (a heartbeat at most), hence the Retry-After of a heartbeat and a bit.
+Under gunicorn, an open page holds no thread: its request thread answers the replay, then
+hands the connection to the process's stream hub (`agent_streams`: one event-loop thread
+and one XREAD over every open page's agent, see there why). A process serves up to
+`agent_streams.Hub.capacity` pages that way (10,000); past that a page gets 503 with
+Retry-After and its script reconnects later (possibly to another process). Elsewhere
+(werkzeug's server in the tests) a page holds its request thread, and a process serves
+at most WEB_THREADS - WEBHOOK_THREADS of them, so that pages never take the threads
+webhooks need. And so that one agent (or one leaked link) cannot take them all, one agent
+holds at most AGENT_STREAMS_PER_AGENT of them in a process; past that their new page
+gets 429. A page closed under the hub frees its slot at once; one held by a thread at the
+stream's next write (a heartbeat at most), hence the Retry-After of a heartbeat and a bit.
 
 Beside the live cards, the page lists the agent's calls of the day and the missed calls
 to call back (``GET /agent/calls``), and takes the agent's outcome and note after a call
@@ -34,7 +37,7 @@ to call back (``GET /agent/calls``), and takes the agent's outcome and note afte
 `worker.reports.agent_calls` holds the rules, read from callhook's own tables.
 
 On shutdown (`SHUTTING_DOWN`, set from gunicorn_conf.py), open streams end within
-READ_BLOCK_S: the XREAD blocks that long at a time, and heartbeats still go every
+READ_BLOCK_S: the XREADs block that long at a time, and heartbeats still go every
 HEARTBEAT_S.
 
 Every response here says ``Cache-Control: no-store``: they carry or accept a token, and
@@ -70,6 +73,13 @@ from flask import (
 )
 from sqlmodel import Session
 
+from webhook_receiver.web import agent_streams
+from webhook_receiver.web.agent_streams import (
+    HEARTBEAT_S,
+    PRESENCE_TTL_S,
+    READ_BLOCK_S,
+    SHUTTING_DOWN,
+)
 from worker.core.agent_links import holder, refusal, renew, renewable_in
 from worker.core.agents import Agent
 from worker.core.db import get_engine
@@ -89,26 +99,22 @@ from worker.telephony.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefuse
 bp = Blueprint("agent", __name__)
 log = logging.getLogger("callhook.agent")
 
-HEARTBEAT_S = 15
-# How long one blocking read of an agent's stream lasts: how soon an open stream notices
-# that its process is stopping (`SHUTTING_DOWN`). Heartbeats still go every HEARTBEAT_S.
-READ_BLOCK_S = 1
+# HEARTBEAT_S; READ_BLOCK_S: how long one blocking read of an agent's stream lasts, how
+# soon an open stream notices that its process is stopping (`SHUTTING_DOWN`, set when
+# this web process is stopping: see agent_streams).
 REPLAY_DEPTH = 100
 TOKEN_HEADER = "X-Callhook-Agent"
 NOT_CONFIGURED = "Click-to-call is not set up for you yet: ask your admin"
 # Call ids as routes take them: past the column's range is no call (404), not an overflow.
 MAX_CALL_ID = 2**31 - 1
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
 # A closed page's slot is free by the stream's next heartbeat.
 AGENT_FULL_RETRY_S = HEARTBEAT_S + 5
 _streams_lock = threading.Lock()
-_streams_open = 0
+_streams_open = 0  # streams held by a request thread (not under gunicorn)
+_streams_handed = 0  # streams handed to this process's hub (agent_streams)
 _streams_by_agent: Counter[str] = Counter()
-# Set when this web process is stopping (gunicorn_conf.py chains it to the worker's
-# signals): open streams end within READ_BLOCK_S, so gunicorn's graceful shutdown does
-# not wait its whole timeout on pages that would never end by themselves. The pages
-# reconnect by themselves, to another process or to this server once restarted.
-SHUTTING_DOWN = threading.Event()
 
 
 @bp.after_request
@@ -118,26 +124,36 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-def _take_stream_slot(email: str) -> str | None:
-    """Take one of this process's agent-stream slots for `email`: None when taken, else
-    why not ("agent": this agent holds their share already; "process": all are taken)."""
-    global _streams_open
+def _take_stream_slot(email: str, handed: bool) -> str | None:
+    """Take one of this process's agent-stream slots for `email` (`handed`: a stream the
+    hub serves, else one a request thread holds): None when taken, else why not
+    ("agent": this agent holds their share already; "process": all are taken)."""
+    global _streams_open, _streams_handed
     settings = get_settings()
-    cap = max(1, settings.web_threads - settings.webhook_threads)
+    if handed:
+        cap = agent_streams.hub().capacity
+    else:
+        cap = max(1, settings.web_threads - settings.webhook_threads)
     with _streams_lock:
         if _streams_by_agent[email] >= settings.agent_streams_per_agent:
             return "agent"
-        if _streams_open >= cap:
+        if (_streams_handed if handed else _streams_open) >= cap:
             return "process"
-        _streams_open += 1
+        if handed:
+            _streams_handed += 1
+        else:
+            _streams_open += 1
         _streams_by_agent[email] += 1
         return None
 
 
-def _release_stream_slot(email: str) -> None:
-    global _streams_open
+def _release_stream_slot(email: str, handed: bool) -> None:
+    global _streams_open, _streams_handed
     with _streams_lock:
-        _streams_open -= 1
+        if handed:
+            _streams_handed -= 1
+        else:
+            _streams_open -= 1
         _streams_by_agent[email] -= 1
         if _streams_by_agent[email] <= 0:
             del _streams_by_agent[email]
@@ -152,11 +168,7 @@ def open_streams(email: str) -> int:
 # Open pages, seen from every process: each stream keeps a member in its agent's sorted
 # set, scored with when it stops counting unless refreshed (every heartbeat). A page whose
 # process died without closing it drops out by itself.
-PRESENCE_TTL_S = HEARTBEAT_S * 3
-
-
-def _presence_key(email: str) -> str:
-    return f"callhook:agent_pages:{email.lower()}"
+_presence_key = agent_streams.presence_key
 
 
 def _mark_open(client: redis.Redis, email: str, page_id: str) -> None:
@@ -341,7 +353,8 @@ def replay(client: redis.Redis, key: str, last_id: str | None) -> tuple[list[str
 def stream():  # type: ignore[no-untyped-def]
     agent, token = current_agent()
     email = str(agent.email).lower()
-    full = _take_stream_slot(email)
+    handed = agent_streams.can_hand_off(request.environ)
+    full = _take_stream_slot(email, handed)
     if full == "agent":
         log.warning("agent.streams_per_agent_full agent=%s", email)
         cap = get_settings().agent_streams_per_agent
@@ -356,6 +369,10 @@ def stream():  # type: ignore[no-untyped-def]
         _refuse(503, "busy", "too many open agent pages here; retrying", 5)
     key = stream_key(email)
     last = (request.headers.get("Last-Event-ID") or request.args.get("last") or "")[:64] or None
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if handed:
+        return _handed_stream(email, key, token, last, headers)
+
     # Its own connection: a blocking read must outlive the usual short socket timeout.
     client = redis.Redis.from_url(
         redis_url(), socket_timeout=READ_BLOCK_S + 10, socket_connect_timeout=5,
@@ -368,7 +385,7 @@ def stream():  # type: ignore[no-untyped-def]
             first, position = replay(client, key, last)
             _mark_open(client, email, page_id)
             marked = time.monotonic()
-            yield f"retry: 3000\n: connected as {email}\n\n"
+            yield _greeting(email)
             yield from first
             wrote = time.monotonic()
             while not SHUTTING_DOWN.is_set():
@@ -398,15 +415,38 @@ def stream():  # type: ignore[no-untyped-def]
                 client.zrem(_presence_key(email), page_id)
             client.close()
 
-    response = Response(
-        events(),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    response = Response(events(), mimetype="text/event-stream", headers=headers)
     # Released when the server closes the response, streamed or not (a client gone before
     # the first byte never runs the generator, so its `finally` cannot be relied on).
-    response.call_on_close(lambda: _release_stream_slot(email))
+    response.call_on_close(lambda: _release_stream_slot(email, handed=False))
     return response
+
+
+def _greeting(email: str) -> str:
+    return f"retry: 3000\n: connected as {email}\n\n"
+
+
+def _handed_stream(
+    email: str, key: str, token: str, last: str | None, headers: dict[str, str]
+) -> Response:
+    """The stream under gunicorn: the replay answered here, the rest by the hub."""
+    client = agent_streams.request_client()
+    page_id = uuid.uuid4().hex
+    if last and not STREAM_ID.match(last):  # not an id this server sent: start afresh
+        last = None
+    try:
+        first, position = replay(client, key, last)
+        _mark_open(client, email, page_id)
+    except redis.RedisError as exc:
+        # As a thread's stream would: an empty answer; the page reconnects by itself.
+        log.warning("agent.stream_lost agent=%s error=%s", email, type(exc).__name__)
+        _release_stream_slot(email, handed=True)
+        return Response(b"", mimetype="text/event-stream", headers=headers)
+    return agent_streams.HandOff(
+        _greeting(email) + "".join(first), email, key, token, page_id, position,
+        lambda: _release_stream_slot(email, handed=True),
+        mimetype="text/event-stream", headers=headers,
+    )  # fmt: skip
 
 
 @bp.post("/agent/contact")

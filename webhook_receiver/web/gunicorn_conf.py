@@ -33,14 +33,22 @@ class OneLineLogger(Logger):
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Let open agent streams end as soon as this worker is told to stop.
 
-    An agent page's SSE stream never ends by itself, and gunicorn waits up to
-    `graceful_timeout` for the threads serving such responses: Ctrl-C on `callhook serve`
-    (SIGINT, then SIGTERM) or a deploy's SIGTERM took ~20 s with one page open. Each stop
-    signal now first sets `agent_page.SHUTTING_DOWN`, which ends the streams within a
-    second, then does what gunicorn does (a graceful stop still finishes other requests).
+    An agent page's SSE stream never ends by itself: gunicorn waited up to
+    `graceful_timeout` for the threads serving such responses (Ctrl-C on `callhook serve`
+    or a deploy's SIGTERM took ~20 s with one page open), and the pages the stream hub
+    holds would be cut rather than ended. Each stop signal now first sets
+    `agent_page.SHUTTING_DOWN`, which ends every stream within a second, then does what
+    gunicorn does (a graceful stop still finishes other requests).
+
+    A stop signal that arrives while another one's handler runs is ignored: that handler
+    is stopping the worker already. Ctrl-C sends SIGINT to the whole process group and the
+    master then sends SIGQUIT: nested inside the first quick stop, the second one waited
+    forever on the lock the first held (the thread pool's shutdown lock), and the worker
+    lived until the master killed it, 20 s later.
     """
     from webhook_receiver.web import agent_page
 
+    handling: list[int] = []  # the signal whose handler runs now (a quick stop never returns)
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         previous = signal.getsignal(number)
         if not callable(previous):
@@ -48,19 +56,31 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
         def stop(sig, frame, previous=previous):  # type: ignore[no-untyped-def]
             agent_page.SHUTTING_DOWN.set()
-            previous(sig, frame)
+            if handling:
+                return
+            handling.append(sig)
+            previous(sig, frame)  # SIGINT and SIGQUIT: exits (SystemExit) from here
+            handling.clear()  # SIGTERM: returns; a quick stop may still follow
 
         signal.signal(number, stop)
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """Before the worker's process ends, the pages its stream hub holds get the end of
+    their response (they reconnect at once) rather than a cut connection; a second at most."""
+    from webhook_receiver.web import agent_streams
+
+    agent_streams.stop(timeout=2)
 
 
 # Every interface, as a platform's router needs; `callhook serve` (a trial on a laptop)
 # passes --bind 127.0.0.1:… on its command line, which wins over this file.
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-# Threads: webhook handling waits on the database; later, long-lived SSE streams.
+# Threads: webhook handling waits on the database. Open agent pages (long-lived SSE
+# responses) hold none: once answered up to their replay, their connections are handed to
+# the process's stream hub, one event-loop thread (agent_streams.py).
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Each open agent page holds a thread (a long-lived SSE response); the receiver keeps
-# WEBHOOK_THREADS of them for webhooks whatever the number of pages (agent_page.py).
 threads = int(os.environ.get("WEB_THREADS", "32"))
 # Load the app once in the master: a broken mapping file stops start-up with its message,
 # and the embedded Redis (when REDIS_URL is unset) is started once, not per worker.

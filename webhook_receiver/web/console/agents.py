@@ -35,7 +35,7 @@ from sqlmodel import col, select
 
 # The presence key is agent_page's (one place for its format); the count is read here, for
 # every agent in one pipeline, as `agent_page.open_pages` reads it for one.
-from webhook_receiver.web.agent_page import _presence_key
+from webhook_receiver.web.agent_streams import presence_key
 from webhook_receiver.web.operator_auth import operator_required, signed_in_operator
 from worker.core.agent_links import AGENT, create_link, lifetime
 from worker.core.agent_links import revoke as revoke_links
@@ -230,7 +230,7 @@ def _open_pages(emails: list[str]) -> list[int | None]:
         pipe = connect().pipeline(transaction=False)
         now = time.time()
         for email in emails:
-            pipe.zcount(_presence_key(email), now, "+inf")
+            pipe.zcount(presence_key(email), now, "+inf")
         return [int(count) for count in pipe.execute()]
     except redis.RedisError:
         return [None] * len(emails)
