@@ -1794,11 +1794,12 @@ def check_day(result: DayResult) -> list[Problem]:
     company = {digits(n)[2:] if n.startswith("+33") else digits(n)[1:] for n in COMPANY_NUMBERS}
     company |= set(COMPANY_NUMBERS)
     searched = [
-        f.get("value")
+        value
         for r in result.requests
         if r["path"] == "/crm/v3/objects/contacts/search"
         for g in (r["body"] or {}).get("filterGroups", [])
         for f in g.get("filters", [])
+        for value in [f.get("value"), *(f.get("values") or [])]  # EQ, or IN for a flush
     ]
     asked = sorted({v for v in searched if v in company})
     if asked:
@@ -1820,6 +1821,8 @@ def request_kind(request: dict[str, Any]) -> str:
         return "associate"
     if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
         kind = parts[3].rstrip("s")
+        if parts[4:5] == ["batch"]:
+            return f"batch {parts[5] if len(parts) > 5 else ''} {kind}s".replace("  ", " ")
         if parts[4:] == ["search"]:
             return f"search {kind}s"
         if method == "POST":

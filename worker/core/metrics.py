@@ -266,8 +266,15 @@ CRM_SYNC_LATENCY = Histogram(
 )
 CRM_SYNCS = Counter(
     "callhook_crm_syncs",
-    "CRM sync attempts by outcome: synced, unchanged, not_ended, busy, retry, failed.",
+    "CRM sync tasks by their call's outcome: synced, unchanged, not_ended, busy, held "
+    "(waiting for its batch under load), retry, failed.",
     ("state",),
+)
+CRM_FLUSH_SIZE = Histogram(
+    "callhook_crm_flush_calls",
+    "Calls written to the CRM together by one flush (1 at a trickle, up to 100 under load).",
+    (),
+    (1, 2, 5, 10, 20, 50, 100),
 )
 HUBSPOT_REQUESTS = Counter(
     "callhook_hubspot_requests",
@@ -287,6 +294,7 @@ METRICS: tuple[Counter | Histogram, ...] = (
     FOLD_LATENCY,
     CRM_SYNC_LATENCY,
     CRM_SYNCS,
+    CRM_FLUSH_SIZE,
     HUBSPOT_REQUESTS,
     POPS_SENT,
     POP_LATENCY,

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # An ended call still unsynced this long after its last change gets a new sync task
     # (its task was lost with a killed worker).
     crm_resync_after_s: float = 300.0
+    # Under load (another call came due within the last second), a call is logged once it
+    # has been unchanged this long, with every call due in the same window: a CDR right
+    # after the live end goes into the create, and calls share batch requests. At a
+    # trickle nothing waits. 0: never hold.
+    crm_batch_hold_s: float = 2.0
     hubspot_timeout_s: float = 15.0
     # HubSpot's limits for a private app (higher tiers allow more): every worker shares them.
     hubspot_requests_per_10s: int = 100

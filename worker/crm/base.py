@@ -16,18 +16,29 @@ from worker.core.models import Call
 
 
 class CrmError(Exception):
-    def __init__(self, message: str, *, status: int | None = None):
+    """`nothing_created`: True when the call's create surely did not happen (refused alone
+    in a batch, or failed before it was sent), None when only the status can tell."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, nothing_created: bool | None = None
+    ):
         super().__init__(message)
         self.status = status
+        self.nothing_created = nothing_created
 
 
 class TransientCrmError(CrmError):
     """Timeouts, 429, 5xx: the same request may succeed later."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        nothing_created: bool | None = None,
     ):
-        super().__init__(message, status=status)
+        super().__init__(message, status=status, nothing_created=nothing_created)
         self.retry_after = retry_after
 
 
@@ -115,4 +126,17 @@ class CrmAdapter(Protocol):
 
     def log_call(self, call: CallSnapshot) -> LogResult:
         """Create the call record, or update it in place when ``call.crm_id`` is set."""
+        ...
+
+    def log_calls(self, calls: list[CallSnapshot]) -> dict[int, LogResult | CrmError]:
+        """`log_call` for many calls at once (a flush), in as few requests as the CRM
+        allows: each call's result, or the error that concerns it (and it alone)."""
+        ...
+
+    def owner(self, owner_id: str | None) -> dict[str, Any] | None:
+        """An owner's id, email and names (cached)."""
+        ...
+
+    def account_details(self) -> dict[str, Any]:
+        """The CRM account's details (portal id, UI host)."""
         ...

@@ -11,6 +11,7 @@ from typing import Any
 
 from worker.core.db import session_scope
 from worker.core.models import DryRunRequest
+from worker.crm.hubspot_transport import BatchAnswer
 
 
 class RecordingTransport:
@@ -26,6 +27,26 @@ class RecordingTransport:
     def search_contacts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         self._record("POST", "/crm/v3/objects/contacts/search", body)
         return []
+
+    def search_page(
+        self, object_type: str, body: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        self._record("POST", f"/crm/v3/objects/{object_type}/search", body)
+        return [], None
+
+    def batch_create(self, object_type: str, inputs: list[dict[str, Any]]) -> BatchAnswer:
+        number = self._record(
+            "POST", f"/crm/v3/objects/{object_type}/batch/create", {"inputs": inputs}
+        )
+        return BatchAnswer(
+            ids={
+                str(i["objectWriteTraceId"]): f"dry-run-{number}-{n}" for n, i in enumerate(inputs)
+            }
+        )
+
+    def batch_update(self, object_type: str, inputs: list[dict[str, Any]]) -> BatchAnswer:
+        self._record("POST", f"/crm/v3/objects/{object_type}/batch/update", {"inputs": inputs})
+        return BatchAnswer(ids={str(i["objectWriteTraceId"]): str(i["id"]) for i in inputs})
 
     def search_calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         self._record("POST", "/crm/v3/objects/calls/search", body)

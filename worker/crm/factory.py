@@ -7,7 +7,8 @@ from worker.core.redis_conn import connect
 from worker.core.settings import get_settings
 from worker.crm.contact_cache import RedisContactCache
 from worker.crm.dry_run import DryRunTransport, RecordingTransport
-from worker.crm.hubspot import ClientTransport, HubSpotCrm, Transport
+from worker.crm.hubspot import HubSpotCrm
+from worker.crm.hubspot_transport import ClientTransport, Transport
 from worker.crm.rate_limit import RateLimiter, hubspot_budgets
 
 # One real adapter per process: it holds the HTTP pool and the owner cache.
