@@ -183,6 +183,9 @@ def test_worker_killed_mid_retry_still_logs_once(client, hubspot, stack) -> None
     hubspot.set_down(503)
     post(client, cdr("killed-worker", number="33612345615"))
     wait_until(lambda: any(r["status"] == 503 for r in hubspot.requests()), timeout=30)
+    # Mid-retry: the failure is stored and the retry waits out its backoff. (A kill during
+    # the request itself leaves the call's two-minute lease to expire first.)
+    wait_until(lambda: (row := call_row("killed-worker")) and row.crm_error, timeout=30)
     stack["worker"].kill()
     hubspot.set_down(None)
     stack["worker"].start()
