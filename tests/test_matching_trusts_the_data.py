@@ -22,7 +22,7 @@ from tests.test_screen_pop import (  # noqa: F401  (fixtures)
 from tests.test_screen_pop import post as post_live
 from webhook_receiver.mapping.transforms import to_e164
 from worker.core.redis_conn import connect
-from worker.tasks.pops import ACCOUNT_KEY
+from worker.crm.hubspot_links import ACCOUNT_KEY
 
 
 def test_possible_but_not_valid_numbers_are_kept_in_e164_and_extensions_are_not() -> None:

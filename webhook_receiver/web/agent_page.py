@@ -91,7 +91,7 @@ from worker.crm.base import CrmError
 from worker.crm.contacts import ensure_contact
 from worker.crm.factory import crm_for_lookups
 from worker.reports import agent_calls
-from worker.tasks.pops import push_wrap_up, record_url, stream_key
+from worker.tasks.pops import push_wrap_up, stream_key
 from worker.tasks.publish import enqueue_log_call
 from worker.telephony.base import ClickToCallError
 from worker.telephony.dialing import MAX_REQUESTED_CHARS, DialPolicy, DialRefused, dial, display
@@ -462,7 +462,7 @@ def create_contact():  # type: ignore[no-untyped-def]
     try:
         owner_id = crm.owner_for_email(agent.email, agent.hubspot_owner_id)
         contact, created = ensure_contact(crm, client, e164, owner_id)
-        url = record_url(crm, client, get_settings().hubspot_portal_id, contact.id)
+        url = crm.record_url("contact", contact.id)
     except CrmError as exc:
         log.warning("agent.create_contact_failed agent=%s error=%s", agent.email, exc)
         return jsonify(error="crm_unavailable", reason=f"HubSpot refused or failed: {exc}"), 502

@@ -140,3 +140,34 @@ class CrmAdapter(Protocol):
     def account_details(self) -> dict[str, Any]:
         """The CRM account's details (portal id, UI host)."""
         ...
+
+
+class CrmLookups(Protocol):
+    """What a screen-pop card, the agent page and the console ask of a CRM: reads and
+    links to its records. With `CrmAdapter` (logging), all that a second CRM implements:
+    nothing in worker/tasks, worker/reports or the web app names HubSpot's internals."""
+
+    def find_contact_by_number(self, e164: str) -> Contact | None: ...
+
+    def owner(self, owner_id: str | None) -> dict[str, Any] | None: ...
+
+    def owner_for_email(self, email: str, known_id: str | None = None) -> str | None:
+        """The CRM user id of a colleague, by email (cached)."""
+        ...
+
+    def outcome_choices(self) -> dict[str, str]:
+        """The outcomes an agent may pick after a call: id -> label."""
+        ...
+
+    def wants_open_deal(self) -> bool:
+        """Whether cards show the caller's open deal (the CRM file asks for it)."""
+        ...
+
+    def open_deal(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's open deal ({id, properties}), if any."""
+        ...
+
+    def record_url(self, kind: str, record_id: str | None) -> str | None:
+        """The page of a record (kind: contact, company, deal, call) in the CRM, or None.
+        Raises CrmError when the CRM must be asked (its account) and does not answer."""
+        ...

@@ -21,6 +21,9 @@ from typing import Any
 import redis
 
 from worker.core.agents import AgentDirectory
+from worker.core.redis_conn import connect
+from worker.core.settings import get_settings
+from worker.crm import hubspot_links
 from worker.crm.base import (
     CallSnapshot,
     Contact,
@@ -133,8 +136,25 @@ class HubSpotCrm(ContactMatching, CallRecords):
         return value
 
     def account_details(self) -> dict[str, Any]:
-        """HubSpot's account details (portal id, UI host; callers cache them)."""
+        """HubSpot's account details (portal id, UI host; `record_url` caches them)."""
         return self.transport.account_details()
+
+    # -- what cards and pages ask (`CrmLookups`) -------------------------------------
+    def outcome_choices(self) -> dict[str, str]:
+        return self.mapping.call.outcome_choices()
+
+    def wants_open_deal(self) -> bool:
+        return bool(self.mapping.associations.open_deal)
+
+    def record_url(self, kind: str, record_id: str | None) -> str | None:
+        """The record's page in HubSpot (`hubspot_links`): the portal from
+        HUBSPOT_PORTAL_ID or the account details, shared a day through Redis."""
+        if not record_id:
+            return None
+        host, portal_id = hubspot_links.portal(
+            self.account_details, connect(), get_settings().hubspot_portal_id
+        )
+        return hubspot_links.record_link(host, portal_id, kind, record_id)
 
     # -- the create whose answer was lost ------------------------------------------------
     def find_logged_call(self, external_id: str) -> str | None:

@@ -39,14 +39,12 @@ from worker.core.models import Call, CallPop, CrmStatus, utcnow
 from worker.core.numbers import display
 from worker.core.redis_conn import connect
 from worker.core.settings import get_settings
-from worker.crm.base import Contact, CrmError
+from worker.crm.base import Contact, CrmError, CrmLookups
 from worker.crm.factory import crm_for_lookups
-from worker.crm.hubspot import HubSpotCrm
 
 log = logging.getLogger("callhook.pops")
 
 STREAM_MAXLEN = 200
-ACCOUNT_KEY = "callhook:hubspot:account"
 # A ring group pops one card per agent: one deal search serves them all.
 DEAL_CACHE_S = 60
 MAX_NOTE_ON_CARD = 300
@@ -127,43 +125,6 @@ def wrap_up_of(call: Call, outcomes: dict[str, str]) -> dict[str, Any] | None:
     }
 
 
-def record_url(
-    crm: HubSpotCrm, client: redis.Redis, portal_id: str, record_id: str, object_type: str = "0-1"
-) -> str | None:
-    """https://app.hubspot.com/contacts/<portal>/record/<type>/<id> (0-1 a contact, 0-3 a
-    deal), portal from config or HubSpot's account-info API (remembered a day; EU portals
-    have their own host)."""
-    host, portal = hubspot_portal(crm, client, portal_id)
-    return record_link(host, portal, object_type, record_id)
-
-
-def hubspot_portal(crm: HubSpotCrm, client: redis.Redis, portal_id: str) -> tuple[str, str]:
-    """(UI host, portal id): HUBSPOT_PORTAL_ID on app.hubspot.com, else the account details
-    (an EU portal has its own host); the portal is "" when HubSpot does not say."""
-    if portal_id:
-        return "app.hubspot.com", portal_id
-    details = account_details(crm, client)
-    return details.get("uiDomain") or "app.hubspot.com", str(details.get("portalId") or "")
-
-
-def record_link(host: str, portal: str, object_type: str, record_id: str | None) -> str | None:
-    """A record's page in HubSpot; None without a portal, a record, or for a dry run's."""
-    if not portal or not record_id or record_id.startswith("dry-run"):
-        return None
-    return f"https://{host}/contacts/{portal}/record/{object_type}/{record_id}"
-
-
-def account_details(crm: HubSpotCrm, client: redis.Redis) -> dict[str, Any]:
-    """HubSpot's account details (portal id, UI host), asked for once a day and shared by
-    every process through Redis: record links need them, and they hardly ever change."""
-    cached = client.get(ACCOUNT_KEY)
-    if cached is None:
-        cached = json.dumps(crm.transport.account_details())
-        client.set(ACCOUNT_KEY, cached, ex=86_400)
-    details = json.loads(cached)
-    return details if isinstance(details, dict) else {}
-
-
 def last_call(
     session: Session, call: Call, outcomes: dict[str, str] | None = None
 ) -> dict[str, Any] | None:
@@ -203,14 +164,12 @@ def build_card(
     call: Call,
     agent: Agent,
     agents: AgentDirectory,
-    crm: HubSpotCrm,
-    client: redis.Redis,
+    crm: CrmLookups,
     *,
-    portal_id: str,
     ttl_s: float,
 ) -> dict[str, Any]:
     """The whole card for `agent`: who calls, their record, their last call, the state."""
-    outcomes = crm.mapping.call.outcome_choices()
+    outcomes = crm.outcome_choices()
     card: dict[str, Any] = {
         "call_key": f"{call.platform}:{call.platform_call_id}",
         "call_id": call.id,
@@ -238,12 +197,12 @@ def build_card(
                 "name": contact.name or contact.properties.get("email") or "(no name)",
                 "company": contact.properties.get("company"),
                 "owner": _owner_name(crm, contact, call.id),
-                "url": _contact_url(crm, client, portal_id, contact.id, call.id),
+                "url": _contact_url(crm, contact.id, call.id),
             }
     return card
 
 
-def _owner_name(crm: HubSpotCrm, contact: Contact, call_id: int | None) -> str | None:
+def _owner_name(crm: CrmLookups, contact: Contact, call_id: int | None) -> str | None:
     """The contact owner's name; a failed owner lookup costs the card this line only."""
     try:
         owner = crm.owner(contact.properties.get("hubspot_owner_id"))
@@ -253,12 +212,10 @@ def _owner_name(crm: HubSpotCrm, contact: Contact, call_id: int | None) -> str |
     return " ".join(filter(None, [owner.get("first"), owner.get("last")])) if owner else None
 
 
-def _contact_url(
-    crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str, call_id: int | None
-) -> str | None:
+def _contact_url(crm: CrmLookups, contact_id: str, call_id: int | None) -> str | None:
     """The record link; a failed account-info lookup costs the card its link only."""
     try:
-        return record_url(crm, client, portal_id, contact_id)
+        return crm.record_url("contact", contact_id)
     except CrmError as exc:
         log.warning("pop.record_link_failed call=%s error=%s", call_id, exc)
         return None
@@ -377,9 +334,7 @@ def remember_pop(call_id: int, email: str, contact_name: str | None) -> None:
         )
 
 
-def deal_for_card(
-    crm: HubSpotCrm, client: redis.Redis, portal_id: str, contact_id: str
-) -> dict[str, Any] | None:
+def deal_for_card(crm: CrmLookups, client: redis.Redis, contact_id: str) -> dict[str, Any] | None:
     """The contact's open deal as a card shows it (name, amount, record link), or None.
 
     Only when mappings/hubspot.yaml asks for open deals (`associations.open_deal`): it is
@@ -398,7 +353,7 @@ def deal_for_card(
             "id": str(found["id"]),
             "name": props.get("dealname") or "(no name)",
             "amount": props.get("amount"),
-            "url": record_url(crm, client, portal_id, str(found["id"]), "0-3"),
+            "url": crm.record_url("deal", str(found["id"])),
         }
     client.set(key, json.dumps(deal), ex=DEAL_CACHE_S)
     return deal
@@ -419,10 +374,7 @@ def ring(call_id: int, email: str, received_at: float | None = None) -> dict[str
         if call is None or agent is None:
             return None
         crm = crm_for_lookups()
-        card = build_card(
-            session, call, agent, agents, crm, client,
-            portal_id=settings.hubspot_portal_id, ttl_s=settings.pop_ttl_s,
-        )  # fmt: skip
+        card = build_card(session, call, agent, agents, crm, ttl_s=settings.pop_ttl_s)
         publish(client, call_id, agent.email, card, settings.pop_ttl_s)
         POPS_SENT.inc()
         POP_LATENCY.observe_since(received_at)
@@ -433,9 +385,9 @@ def ring(call_id: int, email: str, received_at: float | None = None) -> dict[str
     contact = card["contact"]
     remember_pop(call_id, agent.email, contact["name"] if contact else None)
     log.info("pop.sent call=%s agent=%s known=%s", call_id, email, bool(contact))
-    if contact and crm.mapping.associations.open_deal:
+    if contact and crm.wants_open_deal():
         try:
-            deal = deal_for_card(crm, client, settings.hubspot_portal_id, contact["id"])
+            deal = deal_for_card(crm, client, contact["id"])
         except CrmError as exc:  # the card is shown; the deal is a bonus
             log.warning("pop.deal_failed call=%s error=%s", call_id, exc)
             deal = None

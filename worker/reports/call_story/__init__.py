@@ -21,7 +21,7 @@ from worker.reports.call_story.filters import (
     parse_filters,
 )
 from worker.reports.call_story.formatting import duration_text, number_text, stamp, when
-from worker.reports.call_story.links import HubSpotLinks
+from worker.reports.call_story.links import RecordLinks
 from worker.reports.call_story.statuses import STATUSES, status_of, without_contact
 from worker.reports.call_story.story import Story, call_story, make_redactor, root_of
 from worker.reports.call_story.verdicts import Verdict, verdict
@@ -38,8 +38,8 @@ __all__ = [
     "Dial",
     "DryRun",
     "FilterError",
-    "HubSpotLinks",
     "Pop",
+    "RecordLinks",
     "Story",
     "Verdict",
     "call_story",

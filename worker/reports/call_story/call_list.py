@@ -14,7 +14,7 @@ from worker.core.db import get_engine
 from worker.core.models import Call
 from worker.core.settings import get_settings
 from worker.reports.call_story.filters import CallFilters
-from worker.reports.call_story.links import HubSpotLinks
+from worker.reports.call_story.links import RecordLinks
 from worker.reports.call_story.search import where
 from worker.reports.call_story.statuses import status_of, without_contact
 
@@ -35,9 +35,9 @@ class CallPage:
     older: int | None  # the `before` of the next page, None on the last one
 
 
-def list_calls(filters: CallFilters, links: HubSpotLinks | None = None) -> CallPage:
+def list_calls(filters: CallFilters, links: RecordLinks | None = None) -> CallPage:
     """One page of calls, newest first (keyset on id: stable while calls keep arriving)."""
-    links = links or HubSpotLinks.current()
+    links = links or RecordLinks.current()
     region = get_settings().default_region
     with Session(get_engine()) as session:
         calls = list(

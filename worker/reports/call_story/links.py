@@ -1,8 +1,8 @@
-"""Links from the console to the HubSpot records callhook wrote.
+"""Links from the console to the CRM records callhook wrote.
 
-A record's URL needs the portal id, which the pages must not ask HubSpot for on every
-load: it comes from the settings or from the account details the screen-pops already
-cache, and a page without it shows record ids without links.
+A record's URL may need the CRM's account (HubSpot's portal id), which the pages must not
+ask for on every load: the adapter caches it (`CrmLookups.record_url`), and a page whose
+first link fails shows record ids without links rather than asking again per row.
 """
 
 from __future__ import annotations
@@ -12,43 +12,36 @@ from dataclasses import dataclass
 import redis
 
 from worker.core.settings import get_settings
+from worker.crm.base import CrmError, CrmLookups
 
 
-@dataclass(frozen=True)
-class HubSpotLinks:
-    """Builds record URLs (https://<host>/contacts/<portal>/record/<type>/<id>) when the
-    portal is known: ``HUBSPOT_PORTAL_ID``, or HubSpot's account details, asked for at most
-    once a day and shared through Redis with the screen-pops (`pops.account_details`). If
-    HubSpot does not answer, the pages show record ids without links."""
+@dataclass
+class RecordLinks:
+    """Builds a page's record links through the CRM adapter; none in a dry run without
+    ``HUBSPOT_PORTAL_ID`` (there is no account to link to)."""
 
-    host: str
-    portal: str | None
+    crm: CrmLookups | None
 
     @classmethod
-    def current(cls) -> HubSpotLinks:
-        from worker.core.redis_conn import connect
-        from worker.crm.base import CrmError
+    def current(cls) -> RecordLinks:
         from worker.crm.factory import crm_for_lookups
-        from worker.tasks.pops import hubspot_portal
 
         settings = get_settings()
-        if settings.hubspot_portal_id:
-            return cls("app.hubspot.com", settings.hubspot_portal_id)
-        if settings.dry_run:  # a dry run has no portal to link to
-            return cls("app.hubspot.com", None)
+        if settings.dry_run and not settings.hubspot_portal_id:
+            return cls(None)
+        return cls(crm_for_lookups())
+
+    def url(self, record_id: str | None, kind: str) -> str | None:
+        if self.crm is None or not record_id:
+            return None
         try:
-            host, portal = hubspot_portal(crm_for_lookups(), connect(), "")
+            return self.crm.record_url(kind, record_id)
         except (CrmError, redis.RedisError, ValueError):
-            return cls("app.hubspot.com", None)
-        return cls(host, portal or None)
-
-    def url(self, record_id: str | None, object_type: str) -> str | None:
-        from worker.tasks.pops import record_link
-
-        return record_link(self.host, self.portal or "", object_type, record_id)
+            self.crm = None  # the CRM did not answer: this page goes without links
+            return None
 
     def call(self, crm_id: str | None) -> str | None:
-        return self.url(crm_id, "0-48")
+        return self.url(crm_id, "call")
 
     def contact(self, contact_id: str | None) -> str | None:
-        return self.url(contact_id, "0-1")
+        return self.url(contact_id, "contact")

@@ -18,7 +18,7 @@ from worker.core.models import Call
 from worker.core.redaction import Redactor, secret_values
 from worker.core.settings import get_settings
 from worker.reports.call_story.formatting import number_text
-from worker.reports.call_story.links import HubSpotLinks
+from worker.reports.call_story.links import RecordLinks
 from worker.reports.call_story.statuses import status_of
 from worker.reports.call_story.timeline import timeline
 from worker.reports.call_story.verdicts import Verdict, verdict
@@ -67,11 +67,11 @@ def make_redactor(extra_secrets: Iterable[str] = ()) -> Redactor:
 
 
 def call_story(
-    call_id: int, extra_secrets: Iterable[str] = (), links: HubSpotLinks | None = None
+    call_id: int, extra_secrets: Iterable[str] = (), links: RecordLinks | None = None
 ) -> Story | None:
     """Everything callhook knows about one (unmerged) call, in time order; None if unknown."""
     redactor = make_redactor(extra_secrets)
-    links = links or HubSpotLinks.current()
+    links = links or RecordLinks.current()
     capped: list[str] = []
     with Session(get_engine()) as session:
         call = session.get(Call, call_id)
