@@ -97,6 +97,7 @@ class CallRecords:
             return None
         if call.agent_outcome:
             return call.agent_outcome
+        # `disposition` maps outcomes (an enum) to HubSpot's ids; its type says str keys.
         return self.mapping.call.disposition.get(call.outcome) if call.outcome else None  # type: ignore[call-overload]
 
     def agent_note_html(self, call: CallSnapshot) -> str:
@@ -113,6 +114,7 @@ class CallRecords:
         """The outcome's status once ended; before (logging at the start), live status."""
         if not call.ended:
             return "RINGING" if call.stage == "ringing" else "IN_PROGRESS"
+        # `status` maps outcomes (an enum) to HubSpot's call statuses; its type says str keys.
         return self.mapping.call.status.get(call.outcome) if call.outcome else None  # type: ignore[call-overload]
 
     def _associations(self, contacts: list[Contact]) -> list[dict[str, Any]]:

@@ -81,14 +81,15 @@ def translate_error(exc: Exception) -> CrmError:
     message = body.get("message") or getattr(exc, "reason", "") or ""
     category = body.get("category") or body.get("errorType") or ""
     text = f"HubSpot {status} {category}: {message}".strip()
+    headers = getattr(exc, "headers", None)  # hubspot-api-client's ApiException has them
     if status == 429:
         if str(body.get("policyName", "")).upper() == "DAILY":
             return PermanentCrmError(
                 text + " (daily limit: retried tomorrow by replay)", status=429
             )
-        return TransientCrmError(text, status=429, retry_after=_retry_after(exc.headers))  # type: ignore[attr-defined]
+        return TransientCrmError(text, status=429, retry_after=_retry_after(headers))
     if status >= 500 or status == 408:
-        return TransientCrmError(text, status=status, retry_after=_retry_after(exc.headers))  # type: ignore[attr-defined]
+        return TransientCrmError(text, status=status, retry_after=_retry_after(headers))
     return PermanentCrmError(text, status=status)
 
 
@@ -331,7 +332,8 @@ class ClientTransport:
             raise error(
                 f"HubSpot {response.status_code} on account info", status=response.status_code
             )
-        return response.json()
+        details = response.json()
+        return details if isinstance(details, dict) else {}
 
 
 def _batch_answer(answer: Any, inputs: list[dict[str, Any]]) -> BatchAnswer:
