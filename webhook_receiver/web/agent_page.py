@@ -71,6 +71,7 @@ from flask import (
     render_template,
     request,
 )
+from flask.typing import ResponseReturnValue
 from sqlmodel import Session
 
 from webhook_receiver.web import agent_streams
@@ -248,7 +249,7 @@ def _check_encodable(name: str, value: str) -> None:
 
 
 @bp.get("/agent")
-def page():  # type: ignore[no-untyped-def]
+def page() -> ResponseReturnValue:
     """The page. With a valid link (``?k=``, what agents receive): for its agent, and the
     page keeps the token. Without one, the page loads and uses the token this browser kept
     (a reload or a bookmark: the page removed ``?k=`` from its address). With an expired,
@@ -289,7 +290,7 @@ def _page(agent: Agent | None, token: str, problem: str) -> str:
 
 
 @bp.post("/agent/token")
-def token_renewal():  # type: ignore[no-untyped-def]
+def token_renewal() -> ResponseReturnValue:
     """The page's token, renewed once half its lifetime has passed (`agent_links.renew`).
 
     Authenticated by the X-Callhook-Agent header only: a token in this URL would be logged.
@@ -350,7 +351,7 @@ def replay(client: redis.Redis, key: str, last_id: str | None) -> tuple[list[str
 
 
 @bp.get("/agent/stream")
-def stream():  # type: ignore[no-untyped-def]
+def stream() -> ResponseReturnValue:
     agent, token = current_agent()
     email = str(agent.email).lower()
     handed = agent_streams.can_hand_off(request.environ)
@@ -392,7 +393,8 @@ def stream():  # type: ignore[no-untyped-def]
                 if time.monotonic() - marked >= HEARTBEAT_S:
                     _mark_open(client, email, page_id)
                     marked = time.monotonic()
-                found = client.xread({key: position}, block=READ_BLOCK_S * 1000, count=50)
+                # redis-py types XREAD's answer loosely; with decode_responses it is text.
+                found: Any = client.xread({key: position}, block=READ_BLOCK_S * 1000, count=50)
                 if found:
                     for entry_id, fields in found[0][1]:
                         position = entry_id
@@ -450,7 +452,7 @@ def _handed_stream(
 
 
 @bp.post("/agent/contact")
-def create_contact():  # type: ignore[no-untyped-def]
+def create_contact() -> ResponseReturnValue:
     """Create (or find) the contact of an unknown caller and answer its record's URL."""
     agent, _ = current_agent()
     raw = _field("number", MAX_REQUESTED_CHARS)
@@ -475,7 +477,7 @@ def create_contact():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/agent/call")
-def place_call():  # type: ignore[no-untyped-def]
+def place_call() -> ResponseReturnValue:
     """Click-to-call: ring the agent's phone, then the number (through their platform).
 
     The number policy, the agent's rate limit and the dial record are `worker.telephony.dialing`'s.
@@ -517,7 +519,7 @@ def place_call():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/call")
-def call_link():  # type: ignore[no-untyped-def]
+def call_link() -> ResponseReturnValue:
     """A link a CRM can hold (`/call?to=+33…`): a page that asks before dialling.
 
     A GET never places a call by itself (link previews and prefetchers follow links);
@@ -552,7 +554,7 @@ def _json_object() -> dict[str, Any]:
 
 
 @bp.post(f"/agent/calls/<int(max={MAX_CALL_ID}):call_id>/wrap-up")
-def wrap_up(call_id: int):  # type: ignore[no-untyped-def]
+def wrap_up(call_id: int) -> ResponseReturnValue:
     """After the call: the agent's outcome and note, written to the call's CRM record.
 
     JSON ``{"outcome": <an id of mappings/hubspot.yaml's call.agent_outcomes>, "note": …}``
@@ -641,7 +643,7 @@ def _day(raw: str, zone: ZoneInfo) -> date:
 
 
 @bp.get("/agent/calls")
-def calls_of_the_day():  # type: ignore[no-untyped-def]
+def calls_of_the_day() -> ResponseReturnValue:
     """The agent's calls of a day and the missed ones still to call back (`agent_calls`).
 
     ``?day=YYYY-MM-DD&tz=Area/City``: the day as the agent's browser sees it (default:

@@ -249,6 +249,7 @@ class Hub:
         streams: dict[str, str] = {self._wake_key: self._wake_at}
         for key, pages in self._by_key.items():
             streams[key] = min((p.position for p in pages), key=stream_id)
+        # redis-py types XREAD's streams as a dict of bytes keys; text keys work the same.
         found: Any = self._client.xread(streams, block=READ_BLOCK_S * 1000, count=50)  # type: ignore[arg-type]
         for key, entries in found or []:
             if key == self._wake_key:
@@ -494,6 +495,7 @@ class HandOff(Response):
         )
         self.release = on_close
 
+    # A WSGI app, not the Response it subclasses for Flask's sake: another signature.
     def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:  # type: ignore[override]
         first, email, key, token, page_id, position = self.handed
         _, status, headers = self.get_wsgi_response(environ)

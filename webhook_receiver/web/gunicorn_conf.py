@@ -7,6 +7,7 @@ platform's 30 s shutdown window.
 import logging
 import os
 import signal
+from typing import Any
 
 from gunicorn.glogging import Logger
 
@@ -21,7 +22,7 @@ class OneLineLogger(Logger):
     the application's JSON lines, so one parser reads every line of the web process.
     """
 
-    def setup(self, cfg):  # type: ignore[no-untyped-def]
+    def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         log_format = configured_format()
         for log in (self.error_log, self.access_log):
@@ -30,7 +31,7 @@ class OneLineLogger(Logger):
                 handler.setFormatter(formatter_for(log_format, current._fmt, current.datefmt))
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker: Any) -> None:
     """Let open agent streams end as soon as this worker is told to stop.
 
     An agent page's SSE stream never ends by itself: gunicorn waited up to
@@ -54,7 +55,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         if not callable(previous):
             continue
 
-        def stop(sig, frame, previous=previous):  # type: ignore[no-untyped-def]
+        def stop(sig: int, frame: Any, previous: Any = previous) -> None:
             agent_page.SHUTTING_DOWN.set()
             if handling:
                 return
@@ -65,7 +66,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         signal.signal(number, stop)
 
 
-def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+def worker_exit(server: Any, worker: Any) -> None:
     """Before the worker's process ends, the pages its stream hub holds get the end of
     their response (they reconnect at once) rather than a cut connection; a second at most."""
     from webhook_receiver.web import agent_streams

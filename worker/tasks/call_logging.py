@@ -145,7 +145,7 @@ def _claim(
             select(Call)
             .where(
                 Call.crm_status == CrmStatus.PENDING,
-                Call.merged_into.is_(None),  # type: ignore[union-attr]
+                col(Call.merged_into).is_(None),
                 or_(col(Call.crm_lease_until).is_(None), col(Call.crm_lease_until) < now),
             )
             .order_by(col(Call.updated_at))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import timedelta
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
@@ -55,7 +56,7 @@ def fold_retry_delay(attempts: int) -> float:
 
 
 @app.task(name=PROCESS_EVENT, bind=True, max_retries=20)
-def process_event(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+def process_event(self: Any, event_id: int) -> None:  # self: Celery's Task (untyped)
     """Fold one stored event; the attempts are counted on its row (see `pipeline`).
 
     Celery's own retry count is not the bound: the outbox sweep may enqueue the event
@@ -95,7 +96,7 @@ def screen_pop(call_id: int, email: str, received_at: float | None = None) -> No
 
 
 @app.task(name=LOG_CALL, bind=True, max_retries=None)
-def log_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
+def log_call(self: Any, call_id: int) -> str:  # self: Celery's Task (untyped)
     """Flush what is due, this call included (`call_logging.sync_call`).
 
     Retries count per call, on its attempts (`call_logging.MAX_SYNC_ATTEMPTS`, a 429 not

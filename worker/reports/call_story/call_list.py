@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.core.db import get_engine
 from worker.core.models import Call
@@ -44,7 +44,7 @@ def list_calls(filters: CallFilters, links: RecordLinks | None = None) -> CallPa
             session.exec(
                 select(Call)
                 .where(*where(filters, region))
-                .order_by(Call.id.desc())  # type: ignore[union-attr]
+                .order_by(col(Call.id).desc())
                 .limit(PAGE_SIZE + 1)
             )
         )

@@ -27,8 +27,8 @@ def _number_clause(typed: str, region: str) -> Any:
         return Call.external_number == e164
     digits = re.sub(r"\D", "", typed)
     return sa.or_(
-        Call.external_number.contains(digits, autoescape=True),  # type: ignore[union-attr]
-        Call.external_number_raw.contains(digits, autoescape=True),  # type: ignore[union-attr]
+        col(Call.external_number).contains(digits, autoescape=True),
+        col(Call.external_number_raw).contains(digits, autoescape=True),
     )
 
 
@@ -36,11 +36,11 @@ def _status_clause(status: str) -> Any:
     if status == "logged":
         return Call.crm_status == CrmStatus.SYNCED
     if status == "pending":
-        return Call.crm_status.in_([CrmStatus.WAITING, CrmStatus.PENDING])  # type: ignore[attr-defined]
+        return col(Call.crm_status).in_([CrmStatus.WAITING, CrmStatus.PENDING])
     if status == "not_logged":
         return sa.and_(
-            Call.crm_status.in_([CrmStatus.SYNCED, CrmStatus.DRY_RUN]),  # type: ignore[attr-defined]
-            Call.crm_contact_id.is_(None),  # type: ignore[union-attr]
+            col(Call.crm_status).in_([CrmStatus.SYNCED, CrmStatus.DRY_RUN]),
+            col(Call.crm_contact_id).is_(None),
         )
     return Call.crm_status == status  # failed, dry_run: the same word
 
@@ -69,7 +69,7 @@ def _time_clause(since: date | None, until: date | None) -> list[Any]:
 
 def where(filters: CallFilters, region: str) -> list[Any]:
     """The WHERE clauses of a search (merged legs are listed under their call)."""
-    clauses: list[Any] = [Call.merged_into.is_(None)]  # type: ignore[union-attr]
+    clauses: list[Any] = [col(Call.merged_into).is_(None)]
     if filters.platform:
         clauses.append(Call.platform == filters.platform)
     if filters.direction:
@@ -81,5 +81,5 @@ def where(filters: CallFilters, region: str) -> list[Any]:
     if filters.status:
         clauses.append(_status_clause(filters.status))
     if filters.before is not None:
-        clauses.append(Call.id < filters.before)  # type: ignore[operator]
+        clauses.append(col(Call.id) < filters.before)
     return clauses + _time_clause(filters.since, filters.until)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from worker.core.db import get_engine
 from worker.core.models import Call
@@ -79,7 +79,10 @@ def call_story(
             return None
         legs = list(
             session.exec(
-                select(Call).where(Call.merged_into == call_id).order_by(Call.id).limit(MAX_LEGS)  # type: ignore[arg-type]
+                select(Call)
+                .where(col(Call.merged_into) == call_id)
+                .order_by(col(Call.id))
+                .limit(MAX_LEGS)
             )
         )
         leg_names = {leg.id or 0: leg.platform_call_id for leg in legs}

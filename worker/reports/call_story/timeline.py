@@ -42,8 +42,8 @@ def _deliveries(
     records = list(
         session.exec(
             select(CallEventRecord)
-            .where(CallEventRecord.call_id.in_(ids))  # type: ignore[attr-defined]
-            .order_by(CallEventRecord.id)  # type: ignore[arg-type]
+            .where(col(CallEventRecord.call_id).in_(ids))
+            .order_by(col(CallEventRecord.id))
             .limit(MAX_DELIVERIES * 4)
         )
     )
@@ -53,9 +53,7 @@ def _deliveries(
     if len(by_event) > MAX_DELIVERIES:
         capped.append(f"deliveries (the first {MAX_DELIVERIES})")
     wanted = sorted(by_event)[:MAX_DELIVERIES]
-    events = session.exec(
-        select(WebhookEvent).where(WebhookEvent.id.in_(wanted))  # type: ignore[union-attr]
-    ).all()
+    events = session.exec(select(WebhookEvent).where(col(WebhookEvent.id).in_(wanted))).all()
     return [_delivery(e, by_event[e.id or 0], legs, redactor) for e in events]
 
 
@@ -103,8 +101,8 @@ def _attempts(
     rows = list(
         session.exec(
             select(CrmSyncAttempt)
-            .where(CrmSyncAttempt.call_id.in_(ids))  # type: ignore[attr-defined]
-            .order_by(CrmSyncAttempt.id.desc())  # type: ignore[union-attr]
+            .where(col(CrmSyncAttempt.call_id).in_(ids))
+            .order_by(col(CrmSyncAttempt.id).desc())
             .limit(MAX_ATTEMPTS + 1)
         )
     )
@@ -129,8 +127,8 @@ def _attempts(
 def _dry_runs(session: Session, ids: list[int], redactor: Redactor) -> list[DryRun]:
     rows = session.exec(
         select(DryRunRequest)
-        .where(DryRunRequest.call_id.in_(ids))  # type: ignore[union-attr]
-        .order_by(DryRunRequest.id.desc())  # type: ignore[union-attr]
+        .where(col(DryRunRequest.call_id).in_(ids))
+        .order_by(col(DryRunRequest.id).desc())
         .limit(MAX_DRY_RUN)
     ).all()
     return [
@@ -147,8 +145,8 @@ def _dry_runs(session: Session, ids: list[int], redactor: Redactor) -> list[DryR
 def _pops(session: Session, ids: list[int]) -> list[Pop]:
     rows = session.exec(
         select(CallPop)
-        .where(CallPop.call_id.in_(ids))  # type: ignore[attr-defined]
-        .order_by(CallPop.id)  # type: ignore[arg-type]
+        .where(col(CallPop.call_id).in_(ids))
+        .order_by(col(CallPop.id))
         .limit(MAX_POPS)
     ).all()
     return [Pop(p.shown_at, p.agent_email, p.contact_name) for p in rows]
@@ -161,7 +159,7 @@ def _dials(session: Session, call: Call, redactor: Redactor) -> list[Dial]:
             DialAttempt.platform_call_id == call.platform_call_id,
             sa.or_(col(DialAttempt.platform) == call.platform, col(DialAttempt.platform).is_(None)),
         )
-        .order_by(DialAttempt.id)  # type: ignore[arg-type]
+        .order_by(col(DialAttempt.id))
         .limit(MAX_DIALS)
     ).all()
     return [
