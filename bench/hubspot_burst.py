@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.mixed_day import request_kind  # noqa: E402
 from tests.conftest import (  # noqa: E402
     TOKEN,
     Environment,
@@ -42,6 +41,7 @@ from tests.conftest import (  # noqa: E402
     fresh_database,
 )
 from tests.fake_hubspot import FakeHubSpot  # noqa: E402
+from tests.mixed_day import request_kind  # noqa: E402
 from tests.test_call_logging_e2e import AUTH, cdr  # noqa: E402
 
 

@@ -35,7 +35,7 @@ def test_agent_is_escaped_in_the_missed_call_task(fake: FakeHubSpot) -> None:  #
 def test_body_names_the_platform_as_its_file_does_and_nested_variables_read_as_json(
     fake: FakeHubSpot,  # noqa: F811
 ) -> None:
-    from worker.core.mapping_files import load_mapping_files
+    from worker.crm.mapping_files import load_mapping_files
 
     crm = configured(fake)
     crm.platform_names = load_mapping_files(ROOT / "mappings").platform_names

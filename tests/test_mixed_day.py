@@ -12,7 +12,7 @@ Each planned call is checked twice: its HubSpot call (exactly one per external i
 properties, contact, company, owner, recording, callhook's row synced) and its missed-call
 task (exactly for missed inbound calls, with subject, owner and contact). A failure names
 the call and the property. A check a known bug of callhook fails would be a strict xfail
-naming the bug (bench.mixed_day.known_bugs); there is none today. The shared HubSpot
+naming the bug (tests.mixed_day.known_bugs); there is none today. The shared HubSpot
 budget runs with HubSpot's own figures.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bench import mixed_day
+from tests import mixed_day
 from tests.conftest import PLATFORMS, RedisServer, fresh_database
 from tests.fake_hubspot import FakeHubSpot
 

@@ -38,7 +38,6 @@ import redis
 import requests
 import sqlalchemy as sa
 
-from bench.mixed_day import Deployment
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screenshot  # noqa: F401
 from tests.conftest import (
     ROOT,
@@ -50,6 +49,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_hubspot import FakeHubSpot
+from tests.mixed_day import Deployment
 from tests.platforms.kavkom.fake_api import FakeKavkom
 from tests.platforms.kavkom.fake_live import FakeKavkomLive
 from tests.platforms.kazoo.fake_api import FakeKazoo

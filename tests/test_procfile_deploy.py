@@ -207,7 +207,7 @@ def test_every_platforms_calls_through_a_procfile_deployment(  # type: ignore[no
     # The five platforms' payloads (answered, missed, busy, transfers, ring groups),
     # shuffled with duplicates and late deliveries, posted over HTTP to gunicorn started
     # from the Procfile, logged by the Procfile's worker: one correct HubSpot call each.
-    from bench import mixed_day
+    from tests import mixed_day
 
     day = mixed_day.plan_day(20, seed=11)
     assert {c.platform for c in day.calls} == {"kavkom", "kwebbl", "kazoo", "uis", "voximplant"}

@@ -33,8 +33,8 @@ from tests.unmapped import assert_kept_unmapped, stored
 from webhook_receiver.cli.main import cli
 from webhook_receiver.mapping import load_mappings
 from worker.core.db import get_engine
-from worker.core.mapping_files import MappingFileError
 from worker.core.models import Call, EventStatus
+from worker.crm.mapping_files import MappingFileError
 
 AUTH = {"Authorization": f"Bearer {KAVKOM_SECRET}"}
 PLATFORMS = ("kavkom", "kazoo", "kwebbl", "uis", "voximplant")

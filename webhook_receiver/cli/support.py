@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from worker.core.mapping_files import MappingFiles
 from worker.core.settings import ConfigError, Settings, get_settings
+from worker.crm.mapping_files import MappingFiles
 
 
 def settings_or_exit() -> Settings:

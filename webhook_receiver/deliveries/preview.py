@@ -7,11 +7,11 @@ from typing import Any
 
 from worker.core.events import CallEvent, Stage
 from worker.core.fold import apply_event
-from worker.core.mapping_files import MappingFiles
 from worker.core.models import Call
 from worker.crm.base import CallSnapshot
 from worker.crm.dry_run import RecordingTransport
 from worker.crm.hubspot import HubSpotCrm
+from worker.crm.mapping_files import MappingFiles
 
 
 def preview_hubspot_request(

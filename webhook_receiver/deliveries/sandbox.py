@@ -17,7 +17,7 @@ from typing import Any
 from webhook_receiver.deliveries.preview import preview_hubspot_request
 from webhook_receiver.mapping import MappingError, map_payload
 from webhook_receiver.mapping.payloads import FORM_TYPE, BadPayload, read_delivery
-from worker.core.mapping_files import MappingFiles
+from worker.crm.mapping_files import MappingFiles
 
 # The formats an operator can choose, each as the (method, content type) a delivery has.
 FORMATS: dict[str, tuple[str, str]] = {

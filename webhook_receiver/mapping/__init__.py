@@ -6,7 +6,7 @@ from pathlib import Path
 
 from webhook_receiver.mapping.engine import MappingError, MapResult, map_payload
 from webhook_receiver.mapping.schema import PlatformMapping
-from worker.core.mapping_files import MappingFiles, load_mapping_files
+from worker.crm.mapping_files import MappingFiles, load_mapping_files
 
 
 def load_mappings(directory: Path) -> MappingFiles:

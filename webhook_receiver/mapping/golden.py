@@ -23,7 +23,7 @@ from typing import Any
 
 from webhook_receiver.mapping.engine import MappingError, map_payload
 from webhook_receiver.mapping.payloads import BadPayload, query_pairs, read_payload
-from worker.core.mapping_files import MappingFiles
+from worker.crm.mapping_files import MappingFiles
 
 GOLDEN_REGION = "FR"
 BODY_SUFFIXES = (".json", ".form", ".query")

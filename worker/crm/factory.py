@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from worker.core.mapping_files import worker_mapping_files
 from worker.core.redis_conn import connect
 from worker.core.settings import get_settings
 from worker.crm.contact_cache import RedisContactCache
 from worker.crm.dry_run import DryRunTransport, RecordingTransport
 from worker.crm.hubspot import HubSpotCrm
 from worker.crm.hubspot_transport import ClientTransport, Transport
+from worker.crm.mapping_files import worker_mapping_files
 from worker.crm.rate_limit import RateLimiter, hubspot_budgets
 
 # One real adapter per process: it holds the HTTP pool and the owner cache.

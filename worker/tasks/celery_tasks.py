@@ -16,10 +16,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from worker.core.backoff import exponential_delay
-from worker.core.mapping_files import worker_mapping_files
 from worker.core.metrics import CRM_SYNCS
 from worker.core.settings import get_settings
 from worker.crm.factory import crm_for_call
+from worker.crm.mapping_files import worker_mapping_files
 from worker.tasks import pops
 from worker.tasks.call_logging import sync_call, under_load
 from worker.tasks.celery_app import MAX_RETRY_DELAY_S, app

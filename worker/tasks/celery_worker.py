@@ -2,8 +2,8 @@
 
 from worker.core.error_reporting import init_error_reporting
 from worker.core.log_format import configure_logging
-from worker.core.mapping_files import worker_mapping_files
 from worker.core.settings import get_settings
+from worker.crm.mapping_files import worker_mapping_files
 from worker.tasks.celery_app import configure
 
 configure_logging()

@@ -33,7 +33,6 @@ from sqlmodel import Session, col, select
 from worker.core.agents import Agent, AgentDirectory
 from worker.core.db import get_engine, session_scope
 from worker.core.events import CallEvent, Direction, Stage
-from worker.core.mapping_files import worker_mapping_files
 from worker.core.metrics import POP_LATENCY, POPS_SENT
 from worker.core.models import Call, CallPop, CrmStatus, utcnow
 from worker.core.numbers import display
@@ -41,6 +40,7 @@ from worker.core.redis_conn import connect
 from worker.core.settings import get_settings
 from worker.crm.base import Contact, CrmError, CrmLookups
 from worker.crm.factory import crm_for_lookups
+from worker.crm.mapping_files import worker_mapping_files
 
 log = logging.getLogger("callhook.pops")
 

@@ -19,8 +19,8 @@ from webhook_receiver.web.console.redacted import known_secrets
 from webhook_receiver.web.console.unmapped import DELIVERIES_PER_GROUP, MAX_GROUPS, groups
 from webhook_receiver.web.operator_auth import operator_required
 from worker.core.db import get_engine
-from worker.core.mapping_files import MappingFiles
 from worker.core.settings import get_settings
+from worker.crm.mapping_files import MappingFiles
 
 bp = Blueprint("console_problems", __name__, url_prefix="/admin")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from webhook_receiver.deliveries.auth import configured_secrets
-from worker.core.mapping_files import MappingFiles
 from worker.core.redaction import Redactor, secret_values
 from worker.core.settings import get_settings
+from worker.crm.mapping_files import MappingFiles
 
 PREVIEW_CHARS = 400
 # How much of a body is read for its preview: ten times the preview, so that a secret is

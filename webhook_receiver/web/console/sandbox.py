@@ -21,9 +21,9 @@ from webhook_receiver.mapping.payloads import body_format
 from webhook_receiver.web.console.redacted import HIDDEN, known_secrets, redacted_body
 from webhook_receiver.web.operator_auth import operator_required
 from worker.core.db import get_engine
-from worker.core.mapping_files import MappingFiles
 from worker.core.models import WebhookEvent
 from worker.core.settings import ConfigError, get_settings
+from worker.crm.mapping_files import MappingFiles
 
 bp = Blueprint("console_sandbox", __name__, url_prefix="/admin")
 

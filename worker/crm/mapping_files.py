@@ -2,7 +2,9 @@
 
 The worker needs the CRM and agent files; the receiver also needs the platform
 files. Both call ``load_mapping_files`` so start-up and ``callhook mappings check``
-judge the directory the same way.
+judge the directory the same way. It lives with the CRM adapters: the CRM file is what
+the worker needs from the directory, validated by the CRM's own schema, and the factory
+builds the adapter from it (in the core, it would make core and CRM import each other).
 """
 
 from __future__ import annotations
