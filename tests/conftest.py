@@ -212,16 +212,14 @@ def fresh_database(kind: str, tmp: Path) -> str:
 
 def reset_process_state() -> None:
     """Forget every per-process cache so the next code reads the current environment."""
-    from worker import crm
-    from worker.core import db, mapping_files, redis_conn, settings
-    from worker.crm import factory
+    from worker.core import db, redis_conn, settings
+    from worker.crm import factory, mapping_files
 
     settings.get_settings.cache_clear()
     redis_conn.redis_url.cache_clear()
     mapping_files.worker_mapping_files.cache_clear()
     db.reset_engine()
     factory.forget_crm()
-    del crm
 
 
 def base_env(
