@@ -71,6 +71,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than cores. Most of a test's time is spent waiting on the
+    processes it started (a Celery worker, gunicorn, Chromium), not on a core."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps its caches beside pytest's, not in a `.hypothesis/` of the checkout."""
     from hypothesis.configuration import set_hypothesis_home_dir
