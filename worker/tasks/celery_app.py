@@ -15,10 +15,16 @@ from worker.core.settings import get_settings
 
 app = Celery("callhook", include=["worker.tasks.celery_tasks"])
 
-# Kept well under the visibility timeout: a countdown longer than it would make
-# Redis redeliver the task to a second worker while the first still holds it.
-MAX_RETRY_DELAY_S = 600
-VISIBILITY_TIMEOUT_S = 3600
+# A task taken by a worker that then dies outright (SIGKILL, a lost machine: its
+# acknowledgement never comes) goes back to the queue once the visibility timeout has
+# passed: the timeout is how long a worker crash delays the calls it held (bench/
+# scale_out.py kills one). Every task is safe to run twice (folds are order-free, the CRM
+# sync holds a lease on the call row, a card is a whole snapshot), so a task that runs
+# longer than this only costs a second, harmless run.
+VISIBILITY_TIMEOUT_S = 300
+# Kept well under the visibility timeout: a countdown longer than it would make Redis
+# redeliver the waiting task to a second worker, again at each timeout.
+MAX_RETRY_DELAY_S = 120
 
 
 def configure() -> Celery:

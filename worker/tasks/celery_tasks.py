@@ -22,7 +22,7 @@ from worker.crm.factory import crm_for_call
 from worker.crm.mapping_files import worker_mapping_files
 from worker.tasks import pops
 from worker.tasks.call_logging import sync_call, under_load
-from worker.tasks.celery_app import MAX_RETRY_DELAY_S, app
+from worker.tasks.celery_app import MAX_RETRY_DELAY_S, VISIBILITY_TIMEOUT_S, app
 from worker.tasks.pipeline import (
     FoldFailed,
     calls_to_sync,
@@ -152,7 +152,9 @@ def sweep_outbox() -> dict[str, int]:
         if closed:
             log.info("outbox.closed_unended calls=%d", len(closed))
     grace = timedelta(seconds=settings.outbox_grace_s)
-    events = events_to_enqueue(grace, stale=timedelta(minutes=30))
+    # An event queued but still not folded after twice the visibility timeout was lost
+    # with the broker's data (the broker itself brings back a dead worker's tasks).
+    events = events_to_enqueue(grace, stale=timedelta(seconds=2 * VISIBILITY_TIMEOUT_S))
     for event_id in events:
         process_event.apply_async((event_id,))
     mark_enqueued(events)
