@@ -433,6 +433,9 @@ class FakeHubSpot(FakeHttpServer):
                     "id": o["id"],
                     "properties": dict(o["properties"]),
                     "associations": {k: list(v) for k, v in o["associations"].items()},
+                    # When it was created and last written (epoch seconds, this clock).
+                    "created": o["created"],
+                    "updated": o.get("updated", o["created"]),
                 }
                 for o in self.objects[object_type].values()
             ]
