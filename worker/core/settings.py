@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # How long a webhook may wait for the broker before it is left to the outbox sweep.
     broker_publish_timeout_s: float = 2.0
+    # A task a worker took but never acknowledged (it died outright: SIGKILL, a lost
+    # machine) goes to another worker after this long; retry countdowns stay under it.
+    broker_visibility_timeout_s: float = Field(default=300.0, ge=5.0)
     # Events stored this long ago and never enqueued are re-enqueued by the sweep.
     outbox_grace_s: float = 10.0
     outbox_sweep_interval_s: float = 15.0

@@ -16,15 +16,19 @@ from worker.core.settings import get_settings
 app = Celery("callhook", include=["worker.tasks.celery_tasks"])
 
 # A task taken by a worker that then dies outright (SIGKILL, a lost machine: its
-# acknowledgement never comes) goes back to the queue once the visibility timeout has
-# passed: the timeout is how long a worker crash delays the calls it held (bench/
-# scale_out.py kills one). Every task is safe to run twice (folds are order-free, the CRM
-# sync holds a lease on the call row, a card is a whole snapshot), so a task that runs
-# longer than this only costs a second, harmless run.
-VISIBILITY_TIMEOUT_S = 300
-# Kept well under the visibility timeout: a countdown longer than it would make Redis
-# redeliver the waiting task to a second worker, again at each timeout.
-MAX_RETRY_DELAY_S = 120
+# acknowledgement never comes) goes back to the queue once the broker's visibility timeout
+# has passed (`BROKER_VISIBILITY_TIMEOUT_S`, 5 minutes): how long a worker crash delays
+# the calls it held (bench/scale_out.py kills one). Every task is safe to run twice
+# (folds are order-free, the CRM sync holds a lease on the call row, a card is a whole
+# snapshot), so a task that outlives the timeout only costs a second, harmless run.
+MAX_RETRY_DELAY_S = 120.0
+
+
+def max_retry_delay_s() -> float:
+    """The longest retry countdown: 2 minutes, and well under the visibility timeout (a
+    longer countdown would make Redis hand the waiting task to a second worker, again at
+    each timeout)."""
+    return min(MAX_RETRY_DELAY_S, 0.4 * get_settings().broker_visibility_timeout_s)
 
 
 def configure() -> Celery:
@@ -52,7 +56,7 @@ def configure() -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=timeout,
         broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "visibility_timeout": settings.broker_visibility_timeout_s,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
         },

@@ -22,7 +22,7 @@ from worker.crm.factory import crm_for_call
 from worker.crm.mapping_files import worker_mapping_files
 from worker.tasks import pops
 from worker.tasks.call_logging import sync_call, under_load
-from worker.tasks.celery_app import MAX_RETRY_DELAY_S, VISIBILITY_TIMEOUT_S, app
+from worker.tasks.celery_app import app, max_retry_delay_s
 from worker.tasks.pipeline import (
     FoldFailed,
     calls_to_sync,
@@ -41,8 +41,8 @@ MAX_TASK_RETRIES = 500  # a bound for the flush task; calls give up on their own
 def backoff(retries: int, hint: float | None = None) -> float:
     """Seconds before the next try: the CRM's hint if given, else 2^n with full jitter."""
     if hint is not None and hint > 0:
-        return min(MAX_RETRY_DELAY_S, hint + random.uniform(0, 1))
-    return exponential_delay(retries + 1, initial_s=1.0, cap_s=MAX_RETRY_DELAY_S)
+        return min(max_retry_delay_s(), hint + random.uniform(0, 1))
+    return exponential_delay(retries + 1, initial_s=1.0, cap_s=max_retry_delay_s())
 
 
 def fold_retry_delay(attempts: int) -> float:
@@ -52,7 +52,7 @@ def fold_retry_delay(attempts: int) -> float:
     fixes (the database being down is retried apart, with `backoff`): the retries exist
     for the rare race, and the event must soon be `failed` and visible, not pending.
     """
-    return min(MAX_RETRY_DELAY_S, 2 ** max(attempts - 1, 0)) + random.uniform(0, 0.5)
+    return min(max_retry_delay_s(), 2 ** max(attempts - 1, 0)) + random.uniform(0, 0.5)
 
 
 @app.task(name=PROCESS_EVENT, bind=True, max_retries=20)
@@ -129,7 +129,7 @@ def log_call(self: Any, call_id: int) -> str:  # self: Celery's Task (untyped)
             # outbox sweep takes over whatever is still pending.
             return outcome.state
         wait = outcome.retry_in if outcome.retry_in is not None else backoff(self.request.retries)
-        raise self.retry(countdown=min(MAX_RETRY_DELAY_S, max(0.0, wait)))
+        raise self.retry(countdown=min(max_retry_delay_s(), max(0.0, wait)))
     return outcome.state
 
 
@@ -154,7 +154,8 @@ def sweep_outbox() -> dict[str, int]:
     grace = timedelta(seconds=settings.outbox_grace_s)
     # An event queued but still not folded after twice the visibility timeout was lost
     # with the broker's data (the broker itself brings back a dead worker's tasks).
-    events = events_to_enqueue(grace, stale=timedelta(seconds=2 * VISIBILITY_TIMEOUT_S))
+    stale = timedelta(seconds=2 * settings.broker_visibility_timeout_s)
+    events = events_to_enqueue(grace, stale=stale)
     for event_id in events:
         process_event.apply_async((event_id,))
     mark_enqueued(events)
