@@ -330,29 +330,36 @@ class Page:
 # -- what had to pop -------------------------------------------------------------------------
 
 
-def pops_due(agent_emails: set[str]) -> dict[str, dict[str, float]]:
+def pops_due(agent_emails: set[str]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """agent → the call keys (the root call's platform:id) the worker had to pop for them,
-    each with when its ringing event was folded (epoch s):
-    an inbound call's ringing event naming the agent, folded at least a second before any
-    event of the call that said it was answered or over (the worker pops only a call that
-    still rings)."""
+    each with when its ringing event was folded (epoch s): an inbound call's ringing event
+    naming the agent, folded at least a second before any event of the call that said it
+    was answered or over (the worker pops only a call that still rings). And every call's
+    key → its root call's key: a leg that rang an agent before it was known to belong to
+    the customer's call (a Kwebbl agent leg, joined later by `bridged`) popped under its
+    own key, and was merged into the customer's call since."""
     import sqlalchemy as sa
 
     from worker.core.db import get_engine
     from worker.crm.mapping_files import worker_mapping_files
 
     agents = worker_mapping_files().agents
-    query = sa.text(
-        "SELECT c.id, c.platform, c.platform_call_id, c.direction, c.merged_into, "
-        "r.event, w.processed_at FROM call_events r "
-        "JOIN calls c ON c.id = r.call_id JOIN webhook_events w ON w.id = r.webhook_event_id "
-        "WHERE w.processed_at IS NOT NULL"
-    )
     calls: dict[int, tuple[str, str | None, int | None]] = {}
     events: dict[int, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
     with get_engine().connect() as conn:
-        for cid, platform, pcid, direction, merged, event, processed in conn.execute(query):
+        rows = conn.execute(
+            sa.text("SELECT id, platform, platform_call_id, direction, merged_into FROM calls")
+        )
+        for cid, platform, pcid, direction, merged in rows:
             calls[cid] = (f"{platform}:{pcid}", direction, merged)
+        rows = conn.execute(
+            sa.text(
+                "SELECT r.call_id, r.event, w.processed_at FROM call_events r "
+                "JOIN webhook_events w ON w.id = r.webhook_event_id "
+                "WHERE w.processed_at IS NOT NULL"
+            )
+        )
+        for cid, event, processed in rows:
             event = json.loads(event) if isinstance(event, str) else event
             when = processed.timestamp() if hasattr(processed, "timestamp") else 0.0
             events[cid].append((when, event))
@@ -363,6 +370,7 @@ def pops_due(agent_emails: set[str]) -> dict[str, dict[str, float]]:
             cid, seen = calls[cid][2], seen + 1  # type: ignore[assignment]
         return cid
 
+    roots = {key: calls[root(cid)][0] for cid, (key, _, _) in calls.items()}
     by_root: dict[int, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
     for cid, items in events.items():
         by_root[root(cid)] += items
@@ -391,7 +399,7 @@ def pops_due(agent_emails: set[str]) -> dict[str, dict[str, float]]:
             agent = agents.find(e.get("platform", key.split(":")[0]), e["agent"])
             if agent is not None and agent.email in due and when < first_over - 1.0:
                 due[agent.email][key] = min(when, due[agent.email].get(key, when))
-    return due
+    return due, roots
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -523,7 +531,7 @@ def main() -> None:
             )
         wall_s = time.monotonic() - started
         time.sleep(3)  # the last cards' way to the pages
-        due_pops = pops_due(set(emails))
+        due_pops, roots = pops_due(set(emails))
         requests_log = hub.requests()
         result = DayResult(
             day,
@@ -587,9 +595,12 @@ def main() -> None:
     lost_open = 0
     for page in pages:
         due = due_pops.get(page.email, {})
-        missing = set(due) - set(page.cards)
+        cards: dict[str, float] = {}
+        for key, when in page.cards.items():
+            cards[roots.get(key, key)] = min(when, cards.get(roots.get(key, key), when))
+        missing = set(due) - set(cards)
         # A card that came long after its ringing was folded came too late to answer by.
-        slow = [page.cards[k] - due[k] for k in due if k in page.cards]
+        slow = [cards[k] - due[k] for k in due if k in cards]
         late_cards = sum(1 for lag in slow if lag > 30)
         stayed = page.port != restarted_port
         lost_open += len(missing) if stayed else 0
@@ -611,8 +622,11 @@ def main() -> None:
         or not result.settled
         or (late and not args.kill_at)
     )
+    (tmp / "pages.json").write_text(
+        json.dumps([{"port": p.port, "agent": p.email, "cards": p.cards} for p in pages])
+    )
     if args.keep or failed:
-        print(f"logs, database dump and HubSpot requests kept in {tmp}")
+        print(f"logs, the pages' cards and HubSpot requests kept in {tmp}")
         (tmp / "hubspot-requests.json").write_text(json.dumps(requests_log, default=str))
     else:
         shutil.rmtree(tmp, ignore_errors=True)
