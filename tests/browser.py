@@ -29,10 +29,17 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+# How long an `expect` waits for the page (Playwright's default is 5 s): what a page shows
+# often waits on the worker (fold, CRM lookup, pop), which a loaded CI machine running
+# three test processes beside Chromium can take longer than 5 s to finish.
+EXPECT_TIMEOUT_MS = 20_000
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
