@@ -49,6 +49,8 @@ STREAM_MAXLEN = 200
 DEAL_CACHE_S = 60
 MAX_NOTE_ON_CARD = 300
 CardState = Literal["ringing", "answered", "withdrawn", "ended"]
+# How far along a card is: a late update never takes it back.
+STATE_RANK: dict[str, int] = {"ringing": 0, "answered": 1, "withdrawn": 2, "ended": 2}
 
 
 def stream_key(email: str) -> str:
@@ -286,6 +288,12 @@ def push_update(client: redis.Redis, call: Call, agents: AgentDirectory, ttl_s: 
         answered = call.answered_at is not None
 
         def change(card: dict[str, Any], state: str = state, answered: bool = answered) -> bool:
+            # Updates run after their fold commits, not in fold order (another event's
+            # update, or the pop's own catch-up, may read the call earlier and land later):
+            # a card never goes back to an earlier state.
+            if STATE_RANK[state] < STATE_RANK.get(card.get("state", "ringing"), 0):
+                state = str(card["state"])
+            answered = answered or bool(card.get("answered"))
             if card.get("state") == state and card.get("answered") == answered:
                 return False
             card["state"], card["answered"] = state, answered
