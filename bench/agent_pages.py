@@ -55,9 +55,9 @@ from tests.conftest import (  # noqa: E402
     WorkerProcess,
     free_port,
     load_fixture,
-    procfile,
 )
 from tests.fake_hubspot import FakeHubSpot  # noqa: E402
+from tests.test_procfile_deploy import procfile  # noqa: E402
 
 FIRST_EXTENSION = 3000
 # A card's event: its id is the Redis stream id, whose first part is the moment (Redis's

@@ -35,11 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import (  # noqa: E402
-    RedisServer,
-    free_port,
-    procfile,
-)
+from tests.conftest import RedisServer, free_port  # noqa: E402
+from tests.test_procfile_deploy import procfile  # noqa: E402
 
 SECRET = "bench-ingest-webhook-secret"
 LUA = ROOT / "bench" / "ingest.lua"

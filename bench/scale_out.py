@@ -80,7 +80,6 @@ from tests.conftest import (  # noqa: E402
     Environment,
     RedisServer,
     free_port,
-    procfile,
 )
 from tests.fake_hubspot import FakeHubSpot  # noqa: E402
 from tests.mixed_day import (  # noqa: E402
@@ -101,6 +100,7 @@ from tests.mixed_day import (  # noqa: E402
     report,
     seed_hubspot,
 )
+from tests.test_procfile_deploy import procfile  # noqa: E402
 
 TWICE_SHARE = 0.15
 BLOCKING_STAGES = {"answered", "ended", "cdr", "transferred", "held", "resumed"}

@@ -391,16 +391,6 @@ def stack_app(stack: dict[str, Any]):  # type: ignore[no-untyped-def]
     return create_app({"TESTING": True})
 
 
-def procfile() -> dict[str, str]:
-    """The Procfile's process types and their commands, as a Heroku-like platform reads it."""
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, command = line.partition(":")
-            entries[name.strip()] = command.strip()
-    return entries
-
-
 def load_fixture(platform: str, name: str) -> bytes:
     return (ROOT / "tests" / "platforms" / platform / "fixtures" / name).read_bytes()
 

@@ -62,7 +62,6 @@ from tests.conftest import (  # noqa: E402
     Environment,
     WorkerProcess,
     base_env,
-    procfile,
 )
 from tests.fake_hubspot import FakeHubSpot  # noqa: E402
 from tests.platforms.kazoo import test_kazoo_calls as kazoo_e2e  # noqa: E402
@@ -1574,10 +1573,18 @@ class Deployment:
         self.log = tmp / "procs.log"
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    def _commands(self) -> dict[str, str]:
+        entries = {}
+        for line in (ROOT / "Procfile").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, command = line.partition(":")
+                entries[name.strip()] = command.strip()
+        return entries
+
     def start(self) -> Any:
         import requests
 
-        commands = procfile()
+        commands = self._commands()
         subprocess.run(commands["release"], shell=True, cwd=ROOT, env=self.env, check=True,
                        capture_output=True, timeout=120)  # fmt: skip
         with self.log.open("ab") as out:

@@ -27,7 +27,6 @@ from unittest import mock
 import pytest
 import yaml
 
-from tests.conftest import procfile
 from worker.core.settings import MIN_SECRET_KEY_BYTES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +62,15 @@ HEROKU_ADDON_ENV = {
     "REDIS_URL": "rediss://default:password@redis.example.com:6380",
     "PORT": "31337",
 }
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
 
 
 def variables_the_code_reads() -> set[str]:

@@ -26,9 +26,17 @@ from tests.conftest import (
     WEBHOOK_SECRETS,
     free_port,
     load_fixture,
-    procfile,
     wait_until,
 )
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):  # type: ignore[no-untyped-def]
